@@ -1,0 +1,60 @@
+// `tsmesh <command>`: dispatch to the subcommands of the contract (DESIGN.md, Commands).
+// Each command is loaded only when used, so `tsmesh init` does not load the proxy.
+import { NotAvailableError, UsageError, ConfigError } from '../errors/errors.ts';
+import type { Command } from './command.ts';
+
+const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  proxy: { summary: 'run the sidecar', load: async () => (await import('./proxy.ts')).default },
+  init: { summary: "install the iptables rules that send the pod's traffic to the sidecar", load: async () => (await import('./init.ts')).default },
+  injector: { summary: 'run the control plane (webhook, CA, discovery)', load: async () => (await import('./injector.ts')).default },
+  inject: { summary: 'print manifests with the sidecar injected, as the webhook would', load: async () => (await import('./inject.ts')).default },
+  demo: { summary: 'run a small local mesh and show what it does', load: async () => (await import('./demo.ts')).default },
+};
+
+export function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return `Usage: tsmesh <command> [options]\n\nCommands:\n${lines.join('\n')}\n\nRun 'tsmesh <command> --help' for a command's options.\n`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v') {
+    const { version } = (await import('../../package.json', { with: { type: 'json' } })).default;
+    process.stdout.write(`tsmesh ${version}\n`);
+    return 0;
+  }
+  const entry = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!entry) {
+    process.stderr.write(`tsmesh: unknown command "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  const command = await entry.load();
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(command.help);
+    return 0;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`tsmesh ${name}: ${err.message}\n\n${command.help}`);
+      return 2;
+    }
+    if (err instanceof NotAvailableError) {
+      process.stderr.write(`tsmesh ${name}: ${err.message}\n`);
+      return 3;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`tsmesh ${name}: invalid configuration: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

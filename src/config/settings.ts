@@ -1,0 +1,87 @@
+// Sidecar settings from the environment (DESIGN.md, "Sidecar settings"): defaults spelled out
+// here once, validated, with errors that name the variable.
+import { z } from 'zod';
+import { isIP } from 'node:net';
+import { ConfigError } from '../errors/errors.ts';
+import { parseDuration } from './parse.ts';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const duration = z.string().transform((s, ctx) => {
+  try {
+    return parseDuration(s);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+const envSchema = z.object({
+  POD_NAME: z.string().default('unknown'),
+  POD_NAMESPACE: z.string().default('default'),
+  POD_IP: z.string().refine((s) => isIP(s) !== 0, 'must be an IP address').optional(),
+  SERVICE_ACCOUNT: z.string().default('default'),
+  TSMESH_ANNOTATIONS: z.string().default('/etc/tsmesh/podinfo/annotations'),
+  TSMESH_LABELS: z.string().default('/etc/tsmesh/podinfo/labels'),
+  TSMESH_CONTROL_PLANE: z.url().default('https://tsmesh-injector.tsmesh-system.svc:8443'),
+  TSMESH_REGISTRY: z.string().optional(),
+  TSMESH_TLS_DIR: z.string().optional(),
+  TSMESH_TRUST_DOMAIN: z.string().regex(/^[a-z0-9.-]+$/, 'must be a DNS-like name').default('cluster.local'),
+  TSMESH_OUTBOUND_PORT: port.default(15001),
+  TSMESH_INBOUND_PORT: port.default(15006),
+  TSMESH_ADMIN_PORT: port.default(15020),
+  TSMESH_BIND_ADDRESS: z.string().refine((s) => isIP(s) !== 0, 'must be an IP address').default('0.0.0.0'),
+  TSMESH_DRAIN_TIMEOUT: duration.default(20_000),
+  TSMESH_DETECT_TIMEOUT: duration.default(100),
+  TSMESH_WATCH_INTERVAL: duration.default(1000),
+});
+
+export interface Settings {
+  readonly podName: string;
+  readonly podNamespace: string;
+  /** The pod's IP: inbound traffic goes to the app at this address. */
+  readonly podIP: string;
+  readonly serviceAccount: string;
+  readonly annotationsFile: string;
+  readonly labelsFile: string;
+  readonly controlPlane: string;
+  readonly registryFile: string | undefined;
+  readonly tlsDir: string | undefined;
+  readonly trustDomain: string;
+  readonly outboundPort: number;
+  readonly inboundPort: number;
+  readonly adminPort: number;
+  /** Where the listeners bind: 0.0.0.0 in a pod; the pod's own loopback address in local mode. */
+  readonly bindAddress: string;
+  readonly drainTimeoutMs: number;
+  /** How long a new outbound connection may stay silent before it is treated as opaque TCP. */
+  readonly detectTimeoutMs: number;
+  readonly watchIntervalMs: number;
+}
+
+export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings {
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const r = envSchema.safeParse(present);
+  if (!r.success) {
+    throw new ConfigError('environment', r.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(present[String(i.path[0])] ?? '')}: ${i.message}`));
+  }
+  const e = r.data;
+  return {
+    podName: e.POD_NAME,
+    podNamespace: e.POD_NAMESPACE,
+    podIP: e.POD_IP ?? '127.0.0.1',
+    serviceAccount: e.SERVICE_ACCOUNT,
+    annotationsFile: e.TSMESH_ANNOTATIONS,
+    labelsFile: e.TSMESH_LABELS,
+    controlPlane: e.TSMESH_CONTROL_PLANE,
+    registryFile: e.TSMESH_REGISTRY,
+    tlsDir: e.TSMESH_TLS_DIR,
+    trustDomain: e.TSMESH_TRUST_DOMAIN,
+    outboundPort: e.TSMESH_OUTBOUND_PORT,
+    inboundPort: e.TSMESH_INBOUND_PORT,
+    adminPort: e.TSMESH_ADMIN_PORT,
+    bindAddress: e.TSMESH_BIND_ADDRESS,
+    drainTimeoutMs: e.TSMESH_DRAIN_TIMEOUT,
+    detectTimeoutMs: e.TSMESH_DETECT_TIMEOUT,
+    watchIntervalMs: e.TSMESH_WATCH_INTERVAL,
+  };
+}

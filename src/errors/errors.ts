@@ -1,0 +1,76 @@
+// Every error tsmesh makes has a stable code, registered here once (as fastify does).
+// The proxy's own HTTP errors map to a status and an `x-tsmesh-error` reason in one place:
+// see `proxyErrorResponse` in ./response.ts.
+
+export const codes = {
+  // proxy errors sent to clients (DESIGN.md: x-tsmesh-error reasons)
+  CIRCUIT_OPEN: { reason: 'circuit-open', status: 503 },
+  NO_HEALTHY_ENDPOINTS: { reason: 'no-healthy-endpoints', status: 503 },
+  TIMEOUT: { reason: 'timeout', status: 504 },
+  CONNECT_FAILURE: { reason: 'connect-failure', status: 502 },
+  FORBIDDEN: { reason: 'forbidden', status: 403 },
+  UPSTREAM_RESET: { reason: 'upstream-reset', status: 502 },
+  OVERLOADED: { reason: 'overloaded', status: 503 },
+  BAD_REQUEST: { reason: 'bad-request', status: 400 },
+  HEADERS_TOO_LARGE: { reason: 'headers-too-large', status: 431 },
+} as const;
+
+export type ProxyErrorCode = keyof typeof codes;
+
+/** An error the proxy turns into a synthetic response. */
+export class ProxyError extends Error {
+  readonly code: ProxyErrorCode;
+  override readonly name = 'ProxyError';
+  constructor(code: ProxyErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+  get reason(): string {
+    return codes[this.code].reason;
+  }
+  get status(): number {
+    return codes[this.code].status;
+  }
+}
+
+/** Bad configuration, registry or annotation input: names the field and the reason. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'TSMESH_CONFIG_INVALID';
+  readonly source: string;
+  readonly issues: readonly string[];
+  constructor(source: string, issues: readonly string[]) {
+    super(`${source}: ${issues.join('; ')}`);
+    this.source = source;
+    this.issues = issues;
+  }
+}
+
+/** A command-line usage error (exit code 2). */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+  readonly code = 'TSMESH_USAGE';
+}
+
+/** A feature that a later release fills in. */
+export class NotAvailableError extends Error {
+  override readonly name = 'NotAvailableError';
+  readonly code = 'TSMESH_NOT_AVAILABLE';
+}
+
+/** Maps a socket-level failure of an upstream call to the proxy error the client sees. */
+export function classifyUpstreamError(err: unknown): ProxyError {
+  if (err instanceof ProxyError) return err;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case 'ECONNREFUSED':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'ENOTFOUND':
+    case 'EADDRNOTAVAIL':
+    case 'ETIMEDOUT':
+      return new ProxyError('CONNECT_FAILURE', `cannot connect to upstream: ${code}`, { cause: err });
+    default:
+      return new ProxyError('UPSTREAM_RESET', `upstream connection failed: ${code ?? (err as Error)?.message ?? 'unknown'}`, { cause: err });
+  }
+}

@@ -1,0 +1,129 @@
+// The registry: the sidecar's view of services, their endpoints and per-service policy.
+// One model for every source (the YAML file in local mode and tests, the control plane's
+// discovery stream in Kubernetes). A view is immutable; a source replaces it whole.
+import { z } from 'zod';
+import { isIP } from 'node:net';
+import { ConfigError } from '../errors/errors.ts';
+
+const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label (lowercase letters, digits, -)').max(63);
+const port = z.number().int().min(1).max(65535);
+const ip = z.string().refine((s) => isIP(s) !== 0, 'must be an IP address');
+const stringMap = z.record(z.string(), z.string());
+
+const servicePortSchema = z
+  .object({
+    name: z.string().optional(),
+    port,
+    targetPort: port.optional(),
+    protocol: z.enum(['TCP']).optional(),
+  })
+  .strict();
+
+const serviceSchema = z
+  .object({
+    name: dnsLabel,
+    namespace: dnsLabel.default('default'),
+    clusterIP: ip.optional(),
+    ports: z.array(servicePortSchema).min(1, 'a service needs at least one port'),
+    selector: stringMap.default({}),
+    annotations: stringMap.default({}),
+  })
+  .strict();
+
+const podSchema = z
+  .object({
+    name: dnsLabel,
+    namespace: dnsLabel.default('default'),
+    ip,
+    labels: stringMap.default({}),
+    serviceAccount: z.string().min(1).default('default'),
+    meshed: z.boolean().default(false),
+    ready: z.boolean().default(true),
+  })
+  .strict();
+
+export const registryFileSchema = z
+  .object({
+    services: z.array(serviceSchema).default([]),
+    pods: z.array(podSchema).default([]),
+  })
+  .strict();
+
+export type ServiceSpec = z.infer<typeof serviceSchema>;
+export type PodSpec = z.infer<typeof podSchema>;
+export type RegistryData = z.infer<typeof registryFileSchema>;
+
+export interface ServicePort {
+  readonly name: string | undefined;
+  readonly port: number;
+  readonly targetPort: number;
+}
+
+export interface Service {
+  readonly name: string;
+  readonly namespace: string;
+  readonly clusterIP: string | undefined;
+  readonly ports: readonly ServicePort[];
+  readonly selector: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+}
+
+export interface Pod {
+  readonly name: string;
+  readonly namespace: string;
+  readonly ip: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly serviceAccount: string;
+  readonly meshed: boolean;
+  readonly ready: boolean;
+}
+
+/** One address a request can be sent to: a pod's IP and the service's target port. */
+export interface Endpoint {
+  readonly key: string; // "ip:port", stable across views
+  readonly ip: string;
+  readonly port: number;
+  readonly pod: Pod;
+}
+
+/** Validates raw registry data (parsed YAML or a discovery message); throws ConfigError naming each bad field. */
+export function validateRegistry(raw: unknown, source: string): RegistryData {
+  const result = registryFileSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    throw new ConfigError(source, result.error.issues.map((i) => `${formatPath(i.path, raw)}: ${i.message}`));
+  }
+  const data = result.data;
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  data.services.forEach((s, i) => {
+    const id = `${s.namespace}/${s.name}`;
+    if (seen.has(id)) problems.push(`services[${i}] (${id}): duplicate service`);
+    seen.add(id);
+    const ports = new Set<number>();
+    s.ports.forEach((p, j) => {
+      if (ports.has(p.port)) problems.push(`services[${i}] (${id}).ports[${j}]: duplicate port ${p.port}`);
+      ports.add(p.port);
+    });
+  });
+  const podIds = new Set<string>();
+  data.pods.forEach((p, i) => {
+    const id = `${p.namespace}/${p.name}`;
+    if (podIds.has(id)) problems.push(`pods[${i}] (${id}): duplicate pod`);
+    podIds.add(id);
+  });
+  if (problems.length) throw new ConfigError(source, problems);
+  return data;
+}
+
+function formatPath(path: readonly PropertyKey[], raw: unknown): string {
+  let out = '';
+  let node: unknown = raw;
+  for (const part of path) {
+    out += typeof part === 'number' ? `[${part}]` : out ? `.${String(part)}` : String(part);
+    node = node && typeof node === 'object' ? (node as Record<PropertyKey, unknown>)[part] : undefined;
+    if (typeof part === 'number' && node && typeof node === 'object' && typeof (node as { name?: unknown }).name === 'string') {
+      out += ` (${(node as { name: string }).name})`;
+    }
+  }
+  return out || '(root)';
+}
