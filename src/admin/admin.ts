@@ -1,0 +1,43 @@
+// The admin server (15020): health, effective config, metrics, and drain-and-exit.
+import { createServer, type Server } from 'node:http';
+import type { Registry as Metrics } from 'prom-client';
+
+export interface AdminDeps {
+  ready(): { ok: boolean; reasons: string[] };
+  config(): unknown;
+  metrics: Metrics;
+  quit(): void;
+}
+
+export function createAdmin(deps: AdminDeps): Server {
+  const server = createServer(async (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const json = (status: number, body: unknown) => {
+      const text = JSON.stringify(body, null, 2) + '\n';
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    };
+    try {
+      if (req.method === 'GET' && path === '/healthz/ready') {
+        const r = deps.ready();
+        return json(r.ok ? 200 : 503, { ready: r.ok, reasons: r.reasons });
+      }
+      if (req.method === 'GET' && path === '/livez') return json(200, { live: true });
+      if (req.method === 'GET' && path === '/config') return json(200, deps.config());
+      if (req.method === 'GET' && path === '/metrics') {
+        const text = await deps.metrics.metrics();
+        res.writeHead(200, { 'content-type': deps.metrics.contentType });
+        return res.end(text);
+      }
+      if (req.method === 'POST' && path === '/quitquitquit') {
+        json(200, { draining: true });
+        return deps.quit();
+      }
+      json(404, { error: { code: 'TSMESH_ADMIN_NOT_FOUND', message: `no admin endpoint ${req.method} ${path}` } });
+    } catch (err) {
+      json(500, { error: { code: 'TSMESH_ADMIN_ERROR', message: (err as Error).message } });
+    }
+  });
+  server.keepAliveTimeout = 5000;
+  return server;
+}

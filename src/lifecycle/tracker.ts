@@ -1,0 +1,37 @@
+// Counts the work in flight (HTTP exchanges and TCP connections) so a drain can wait for it.
+export class Tracker {
+  #active = 0;
+  #draining = false;
+  #waiters: (() => void)[] = [];
+
+  get active(): number {
+    return this.#active;
+  }
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  begin(): void {
+    this.#active++;
+  }
+
+  end(): void {
+    this.#active--;
+    if (this.#active <= 0 && this.#waiters.length) {
+      for (const w of this.#waiters.splice(0)) w();
+    }
+  }
+
+  /** Marks the drain started; resolves true when nothing is in flight, false at the deadline. */
+  drain(deadlineMs: number): Promise<boolean> {
+    this.#draining = true;
+    if (this.#active <= 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), deadlineMs);
+      this.#waiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+}

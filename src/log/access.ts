@@ -1,0 +1,42 @@
+// Access log lines: one per HTTP request and one per TCP connection, as pino JSON with
+// `type: "access"`. Field names are stable (dashboards and scripts parse them).
+import type { Logger } from './log.ts';
+
+export interface HttpAccess {
+  direction: 'inbound' | 'outbound';
+  method: string;
+  authority: string;
+  path: string;
+  protocol: string;
+  status: number;
+  duration_ms: number;
+  upstream: string | undefined;
+  upstream_service: string | undefined;
+  upstream_pod: string | undefined;
+  bytes_in: number;
+  bytes_out: number;
+  client: string | undefined;
+  error: string | undefined;
+  upstream_ms?: number;
+}
+
+export interface TcpAccess {
+  direction: 'inbound' | 'outbound';
+  client: string | undefined;
+  upstream: string | undefined;
+  upstream_service?: string | undefined;
+  bytes_in: number;
+  bytes_out: number;
+  duration_ms: number;
+  error: string | undefined;
+}
+
+export function logHttp(log: Logger, a: HttpAccess): void {
+  if (!log.isLevelEnabled('info')) return;
+  log.info({ type: 'access', kind: 'http', ...a }, `${a.direction} ${a.method} ${a.authority}${a.path} ${a.status}`);
+}
+
+export function logTcp(log: Logger, a: TcpAccess): void {
+  if (!log.isLevelEnabled('info')) return;
+  log.info({ type: 'access', kind: 'tcp', ...a }, `${a.direction} tcp ${a.client ?? '?'} -> ${a.upstream ?? '?'}`);
+}

@@ -1,0 +1,63 @@
+// Keep-alive connection pools, one per destination (a meshed endpoint's pool is also keyed by
+// the app port its preamble names). Idle connections are closed before the usual 5 s
+// keep-alive timeout of app servers, to avoid reusing a connection the server is closing.
+import { Agent, type AgentOptions } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Destination, Dialer } from './dial.ts';
+
+class DestinationAgent extends Agent {
+  readonly #dialer: Dialer;
+  readonly #dest: Destination;
+  constructor(dialer: Dialer, dest: Destination, options: AgentOptions) {
+    super(options);
+    this.#dialer = dialer;
+    this.#dest = dest;
+  }
+  override createConnection(): Duplex {
+    return this.#dialer.dial(this.#dest);
+  }
+}
+
+export class ConnectionPools {
+  readonly #agents = new Map<string, Agent>();
+  readonly #dialer: Dialer;
+  readonly #meshIdleMs: number;
+  readonly #appIdleMs: number;
+
+  constructor(dialer: Dialer, options: { meshIdleMs?: number; appIdleMs?: number } = {}) {
+    this.#dialer = dialer;
+    this.#meshIdleMs = options.meshIdleMs ?? 50_000;
+    this.#appIdleMs = options.appIdleMs ?? 4_000;
+  }
+
+  agentFor(dest: Destination): Agent {
+    const key = `${dest.meshed ? 'm' : 'p'}:${dest.ip}:${dest.port}`;
+    let agent = this.#agents.get(key);
+    if (!agent) {
+      agent = new DestinationAgent(this.#dialer, dest, {
+        keepAlive: true,
+        maxFreeSockets: 64,
+        scheduling: 'lifo',
+        timeout: dest.meshed ? this.#meshIdleMs : this.#appIdleMs,
+      });
+      this.#agents.set(key, agent);
+    }
+    return agent;
+  }
+
+  /** Drops the pools of destinations no longer in use (endpoints that left the registry). */
+  retain(keep: (dest: { ip: string; port: number }) => boolean): void {
+    for (const [key, agent] of this.#agents) {
+      const [, ip, port] = /^[mp]:(.*):(\d+)$/.exec(key) ?? [];
+      if (ip && !keep({ ip, port: Number(port) })) {
+        agent.destroy();
+        this.#agents.delete(key);
+      }
+    }
+  }
+
+  close(): void {
+    for (const agent of this.#agents.values()) agent.destroy();
+    this.#agents.clear();
+  }
+}
