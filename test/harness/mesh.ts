@@ -1,0 +1,204 @@
+// Test harness for the sidecar on loopback: pods are distinct 127.x addresses (Linux routes all
+// of 127/8 to lo), so each pod's sidecar can use the contract's inbound port 15006 as in a
+// cluster, and test files running in parallel do not collide.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdtemp, writeFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { stringify } from 'yaml';
+import { pino } from 'pino';
+import { startSidecar, type Sidecar } from '../../src/sidecar.ts';
+import { settingsFromEnv } from '../../src/config/settings.ts';
+import { formatPodInfo } from '../../src/config/podinfo.ts';
+import type { AddressInfo } from 'node:net';
+
+const used = new Set<string>();
+/** A fresh loopback address for a test pod. */
+export function loopbackIP(): string {
+  for (;;) {
+    const ip = `127.${1 + Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 255)}.${2 + Math.floor(Math.random() * 250)}`;
+    if (!used.has(ip)) {
+      used.add(ip);
+      return ip;
+    }
+  }
+}
+
+export interface Upstream {
+  readonly ip: string;
+  readonly port: number;
+  readonly server: Server;
+  /** Every request the app received (headers as seen by the app). */
+  readonly requests: IncomingMessage[];
+  /** TCP connections the app accepted. */
+  connections: number;
+  close(): Promise<void>;
+}
+
+/** An app server on `ip` (a fresh loopback address by default) answering with `handler`. */
+export async function upstream(handler: (req: IncomingMessage, res: ServerResponse) => void, options: { ip?: string; port?: number } = {}): Promise<Upstream> {
+  const ip = options.ip ?? loopbackIP();
+  const requests: IncomingMessage[] = [];
+  const server = createServer((req, res) => {
+    requests.push(req);
+    handler(req, res);
+  });
+  const u = {
+    ip,
+    port: 0,
+    server,
+    requests,
+    connections: 0,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+  server.on('connection', () => u.connections++);
+  server.on('upgrade', () => undefined);
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, ip, resolve));
+  u.port = (server.address() as AddressInfo).port;
+  return u;
+}
+
+export interface LogLine {
+  level: string;
+  msg: string;
+  [key: string]: unknown;
+}
+
+export interface TestSidecar {
+  readonly sidecar: Sidecar;
+  readonly logs: LogLine[];
+  readonly outboundURL: string;
+  readonly adminURL: string;
+  readonly annotationsFile: string;
+  setAnnotations(annotations: Record<string, string>): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface PodDef {
+  name: string;
+  namespace?: string;
+  ip: string;
+  labels?: Record<string, string>;
+  meshed?: boolean;
+  ready?: boolean;
+  serviceAccount?: string;
+}
+
+export interface ServiceDef {
+  name: string;
+  namespace?: string;
+  clusterIP?: string;
+  ports: { port: number; targetPort?: number; name?: string }[];
+  selector: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+export async function tempDir(): Promise<{ path: string; remove(): Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), 'tsmesh-test-'));
+  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+export async function writeRegistry(file: string, data: { services: ServiceDef[]; pods: PodDef[] }): Promise<void> {
+  await writeFile(file, stringify(data));
+}
+
+/** Starts a sidecar in this process for `pod`, with the registry file and pod annotations given. */
+export async function testSidecar(options: { pod: PodDef; registryFile: string; dir: string; annotations?: Record<string, string>; env?: Record<string, string> }): Promise<TestSidecar> {
+  const { pod } = options;
+  const annotationsFile = join(options.dir, `${pod.name}.annotations`);
+  await writeFile(annotationsFile, formatPodInfo(options.annotations ?? {}));
+  const settings = settingsFromEnv({
+    POD_NAME: pod.name,
+    POD_NAMESPACE: pod.namespace ?? 'default',
+    POD_IP: pod.ip,
+    SERVICE_ACCOUNT: pod.serviceAccount ?? pod.name,
+    TSMESH_BIND_ADDRESS: pod.ip,
+    TSMESH_OUTBOUND_PORT: '0',
+    TSMESH_ADMIN_PORT: '0',
+    TSMESH_REGISTRY: options.registryFile,
+    TSMESH_ANNOTATIONS: annotationsFile,
+    TSMESH_LABELS: join(options.dir, `${pod.name}.labels`),
+    TSMESH_WATCH_INTERVAL: '50ms',
+    TSMESH_DRAIN_TIMEOUT: '2s',
+    ...options.env,
+  });
+  const logs: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as LogLine);
+      cb();
+    },
+  });
+  const log = pino({ level: 'debug', formatters: { level: (label) => ({ level: label }) } }, sink);
+  const sidecar = await startSidecar(settings, log);
+  return {
+    sidecar,
+    logs,
+    outboundURL: `http://${pod.ip}:${sidecar.outbound.port}`,
+    adminURL: `http://${pod.ip}:${sidecar.admin.port}`,
+    annotationsFile,
+    async setAnnotations(annotations) {
+      await writeFile(annotationsFile, formatPodInfo(annotations));
+    },
+    close: () => sidecar.close(),
+  };
+}
+
+export interface Pair {
+  /** pod-a's app (the server, behind pod-service). */
+  readonly app: Upstream;
+  /** pod-b's sidecar: the client side. */
+  readonly client: TestSidecar;
+  /** pod-a's sidecar: the server side. */
+  readonly server: TestSidecar;
+  readonly registryFile: string;
+  readonly pods: { a: PodDef; b: PodDef };
+  /** The client's sidecar outbound listener, e.g. to use as an HTTP proxy. */
+  readonly proxyURL: string;
+  close(): Promise<void>;
+}
+
+/**
+ * DESIGN.md's example: pod-a (app on 8080, label app: web-app) behind Service pod-service
+ * (80 -> 8080), pod-b the client, a sidecar in each.
+ */
+export async function sidecarPair(handler: (req: IncomingMessage, res: ServerResponse) => void, options: { annotations?: { a?: Record<string, string>; b?: Record<string, string> }; services?: ServiceDef[]; serviceAnnotations?: Record<string, string> } = {}): Promise<Pair> {
+  const dir = await tempDir();
+  const a: PodDef = { name: 'pod-a', ip: loopbackIP(), labels: { app: 'web-app' }, meshed: true };
+  const b: PodDef = { name: 'pod-b', ip: loopbackIP(), labels: { app: 'client' }, meshed: true };
+  const app = await upstream(handler, { ip: a.ip, port: 8080 });
+  const registryFile = join(dir.path, 'registry.yaml');
+  await writeRegistry(registryFile, {
+    services: [{ name: 'pod-service', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web-app' }, annotations: options.serviceAnnotations ?? {} }, ...(options.services ?? [])],
+    pods: [a, b],
+  });
+  const server = await testSidecar({ pod: a, registryFile, dir: dir.path, annotations: options.annotations?.a ?? {} });
+  const client = await testSidecar({ pod: b, registryFile, dir: dir.path, annotations: options.annotations?.b ?? {} });
+  return {
+    app,
+    client,
+    server,
+    registryFile,
+    pods: { a, b },
+    proxyURL: client.outboundURL,
+    async close() {
+      await Promise.all([client.close(), server.close()]);
+      await app.close();
+      await dir.remove();
+    },
+  };
+}
+
+/** Polls `check` until it returns true (or throws after `timeoutMs`). */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
