@@ -148,7 +148,7 @@ export async function runInit(argv: string[], deps: InitDeps = {}): Promise<numb
   const args = parseInitArgs(argv, env);
   const stdout = deps.stdout ?? process.stdout;
   // logs go to stderr: stdout carries the --dry-run rules
-  const log = deps.log ?? createLogger({ name: 'tsmesh-init', destination: pino.destination({ fd: 2, sync: true }) });
+  const log = deps.log ?? createLogger({ name: 'tsmesh-init', destination: pino.destination({ fd: 2, sync: true }) as unknown as NodeJS.WritableStream });
   const options = resolveOptions(await readAnnotationsFile(args.annotationsFile, log), args.flags, log);
   const ipv6 = args.ipv6 === 'auto' ? await podHasIpv6() : args.ipv6;
   const families: Family[] = ipv6 ? [4, 6] : [4];
