@@ -4,9 +4,32 @@ import 'reflect-metadata'; // @peculiar/x509 (tsyringe) needs the Reflect metada
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+x509.cryptoProvider.set(webcrypto as never);
 
 export { x509 };
+// WebCrypto types (the project's lib has no DOM types; Node's live under `webcrypto`).
+export type CryptoKey = webcrypto.CryptoKey;
+export type CryptoKeyPair = webcrypto.CryptoKeyPair;
+type EcKeyGenParams = webcrypto.EcKeyGenParams;
+type EcdsaParams = webcrypto.EcdsaParams;
+type Algorithm = webcrypto.Algorithm;
+
+export const OID = {
+  subjectAltName: '2.5.29.17',
+  basicConstraints: '2.5.29.19',
+  keyUsage: '2.5.29.15',
+  extKeyUsage: '2.5.29.37',
+} as const;
+
+/** The extension `oid` of a certificate or CSR, if it is of class `type` (as @peculiar/x509 decodes it). */
+export function extensionOf<T extends x509.Extension>(
+  item: { getExtension(oid: string): x509.Extension | null },
+  oid: string,
+  type: abstract new (...args: never[]) => T,
+): T | null {
+  const ext = item.getExtension(oid);
+  return ext instanceof type ? ext : null;
+}
 
 export const P256: EcKeyGenParams = { name: 'ECDSA', namedCurve: 'P-256' };
 export const ECDSA_SHA256: EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' };
@@ -51,13 +74,13 @@ export function parseCertificates(pem: string): x509.X509Certificate[] {
 }
 
 export function uriSans(cert: x509.X509Certificate | x509.Pkcs10CertificateRequest): string[] {
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+  const san = extensionOf(cert, OID.subjectAltName, x509.SubjectAlternativeNameExtension);
   return san ? san.names.items.filter((n) => n.type === 'url').map((n) => n.value) : [];
 }
 
 /** Every subjectAltName entry as "TYPE:value", for messages. */
 export function describeSans(cert: x509.X509Certificate | x509.Pkcs10CertificateRequest): string[] {
-  const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+  const san = extensionOf(cert, OID.subjectAltName, x509.SubjectAlternativeNameExtension);
   return san ? san.names.items.map((n) => `${n.type.toUpperCase()}:${n.value}`) : [];
 }
 
@@ -74,4 +97,15 @@ export function describeKey(key: x509.PublicKey): { ecP256: boolean; text: strin
   }
   if (/^RSA/i.test(alg.name)) return { ecP256: false, text: `RSA${alg.modulusLength ? ` ${alg.modulusLength}` : ''}` };
   return { ecP256: false, text: alg.name };
+}
+
+/** A PKCS#10 request signed by `keys`, asking for the URI SANs given (the CA decides anyway). */
+export async function createCsr(keys: CryptoKeyPair, uris: readonly string[] = [], dnsNames: readonly string[] = []): Promise<string> {
+  const names = [...uris.map((value) => ({ type: 'url' as const, value })), ...dnsNames.map((value) => ({ type: 'dns' as const, value }))];
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    keys,
+    signingAlgorithm: ECDSA_SHA256,
+    ...(names.length ? { extensions: [new x509.SubjectAlternativeNameExtension(names)] } : {}),
+  });
+  return `${csr.toString('pem').trim()}\n`;
 }

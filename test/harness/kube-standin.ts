@@ -1,0 +1,375 @@
+// A stand-in Kubernetes API server for tests: a real HTTP server on 127.0.0.1 that speaks the
+// Kubernetes JSON API for the calls tsmesh makes, so @kubernetes/client-node is tested as it is
+// used (no mocks of the client). Generic: objects are kept in memory by
+// apiVersion/kind/namespace/name with a resourceVersion; errors are real Status objects
+// (404 NotFound, 409 AlreadyExists / Conflict, 400, 405, 415).
+//
+//   const kube = await KubeStandin.start();
+//   const core = kube.kubeConfig().makeApiClient(CoreV1Api);
+//   kube.tokens.set('tok-a', { username: 'system:serviceaccount:default:pod-a', audiences: ['tsmesh'] });
+//   kube.use((req) => req.method === 'GET' ? { status: 500, body: kube.status(500, 'InternalError', 'boom') } : undefined);
+//   kube.get('v1', 'Secret', 'tsmesh-system', 'tsmesh-ca');
+//
+// Supported: GET (item, list), POST (create), PUT (replace, resourceVersion checked), PATCH
+// (application/merge-patch+json, application/json-patch+json), DELETE on
+// /api/v1/... and /apis/GROUP/VERSION/..., namespaced and cluster-scoped; POST
+// /apis/authentication.k8s.io/v1/tokenreviews answered by a pluggable responder. No watch:
+// extend `handle` (or add a middleware) when a test needs one.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { KubeConfig } from '@kubernetes/client-node';
+import fastJsonPatch from 'fast-json-patch';
+
+export interface KubeObject {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name?: string;
+    generateName?: string;
+    namespace?: string;
+    resourceVersion?: string;
+    uid?: string;
+    creationTimestamp?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    [key: string]: unknown;
+  };
+  [key: string]: unknown;
+}
+
+export interface StandinRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly headers: IncomingMessage['headers'];
+  readonly body: unknown;
+}
+
+export interface StandinResponse {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+/** Runs before the built-in handling; return a response to answer instead, or undefined to go on. */
+export type Middleware = (req: StandinRequest) => StandinResponse | undefined | Promise<StandinResponse | undefined>;
+
+export interface TokenReviewSpec {
+  readonly token: string;
+  readonly audiences?: string[];
+}
+export interface TokenReviewStatus {
+  authenticated: boolean;
+  user?: { username: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> };
+  audiences?: string[];
+  error?: string;
+}
+export type TokenReviewer = (spec: TokenReviewSpec) => TokenReviewStatus | Promise<TokenReviewStatus>;
+
+/** What the default TokenReview responder knows about a token. */
+export interface KnownToken {
+  readonly username: string;
+  /** The audiences the token was issued for; default: the API server's own ("https://kubernetes.default.svc"). */
+  readonly audiences?: readonly string[];
+  readonly podName?: string;
+}
+
+const API_SERVER_AUDIENCE = 'https://kubernetes.default.svc';
+
+/** plural resource -> kind, for the resources tests are likely to touch; extend with `registerKind`. */
+const KINDS: Record<string, string> = {
+  secrets: 'Secret',
+  configmaps: 'ConfigMap',
+  pods: 'Pod',
+  services: 'Service',
+  endpoints: 'Endpoints',
+  namespaces: 'Namespace',
+  serviceaccounts: 'ServiceAccount',
+  endpointslices: 'EndpointSlice',
+  events: 'Event',
+  leases: 'Lease',
+  deployments: 'Deployment',
+  mutatingwebhookconfigurations: 'MutatingWebhookConfiguration',
+  tokenreviews: 'TokenReview',
+};
+
+export class KubeStandin {
+  readonly url: string;
+  /** Every request, in order (body parsed as JSON when it was JSON). */
+  readonly requests: StandinRequest[] = [];
+  /** The default TokenReview responder's table: token -> who it is. */
+  readonly tokens = new Map<string, KnownToken>();
+  /** Replace to answer TokenReviews another way. */
+  tokenReviewer: TokenReviewer = (spec) => this.#reviewKnownToken(spec);
+
+  readonly #server: Server;
+  readonly #objects = new Map<string, KubeObject>();
+  readonly #middlewares: Middleware[] = [];
+  readonly #kinds = new Map(Object.entries(KINDS));
+  #version = 1000;
+
+  private constructor(server: Server) {
+    this.#server = server;
+    const { port } = server.address() as AddressInfo;
+    this.url = `http://127.0.0.1:${port}`;
+  }
+
+  static async start(): Promise<KubeStandin> {
+    const holder: { standin?: KubeStandin } = {};
+    const server = createServer((req, res) => void holder.standin!.#serve(req, res));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    holder.standin = new KubeStandin(server);
+    return holder.standin;
+  }
+
+  /** A KubeConfig for @kubernetes/client-node pointing at this server. */
+  kubeConfig(token = 'standin-admin-token'): KubeConfig {
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'standin', server: this.url, skipTLSVerify: true }],
+      users: [{ name: 'standin', token }],
+      contexts: [{ name: 'standin', cluster: 'standin', user: 'standin' }],
+      currentContext: 'standin',
+    });
+    return kc;
+  }
+
+  use(middleware: Middleware): () => void {
+    this.#middlewares.push(middleware);
+    return () => {
+      const i = this.#middlewares.indexOf(middleware);
+      if (i >= 0) this.#middlewares.splice(i, 1);
+    };
+  }
+
+  registerKind(plural: string, kind: string): void {
+    this.#kinds.set(plural, kind);
+  }
+
+  /** The stored object, or undefined. */
+  get(apiVersion: string, kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
+    const o = this.#objects.get(key(apiVersion, kind, namespace, name));
+    return o ? structuredClone(o) : undefined;
+  }
+
+  list(apiVersion: string, kind: string, namespace?: string): KubeObject[] {
+    return [...this.#objects.values()]
+      .filter((o) => o.apiVersion === apiVersion && o.kind === kind && (namespace === undefined || o.metadata.namespace === namespace))
+      .map((o) => structuredClone(o));
+  }
+
+  /** Creates or replaces an object directly (as another client would), bumping its resourceVersion. */
+  put(obj: KubeObject): KubeObject {
+    const k = key(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name!);
+    const prev = this.#objects.get(k);
+    const stored = structuredClone(obj);
+    stored.metadata.uid = prev?.metadata.uid ?? randomUUID();
+    stored.metadata.creationTimestamp = prev?.metadata.creationTimestamp ?? new Date().toISOString();
+    stored.metadata.resourceVersion = String(++this.#version);
+    this.#objects.set(k, stored);
+    return structuredClone(stored);
+  }
+
+  remove(apiVersion: string, kind: string, namespace: string | undefined, name: string): boolean {
+    return this.#objects.delete(key(apiVersion, kind, namespace, name));
+  }
+
+  /** A Kubernetes Status object (for middlewares that answer with an error). */
+  status(code: number, reason: string, message: string, details?: { name?: string; kind?: string; group?: string }): Record<string, unknown> {
+    return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code };
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+  }
+
+  #reviewKnownToken(spec: TokenReviewSpec): TokenReviewStatus {
+    const known = this.tokens.get(spec.token);
+    if (!known) return { authenticated: false, error: '[invalid bearer token, square/go-jose: error in cryptographic primitive]' };
+    const tokenAudiences = [...(known.audiences ?? [API_SERVER_AUDIENCE])];
+    const wanted = spec.audiences?.length ? spec.audiences : [API_SERVER_AUDIENCE];
+    const both = wanted.filter((a) => tokenAudiences.includes(a));
+    if (both.length === 0) {
+      return { authenticated: false, error: `[invalid bearer token, token audiences ${JSON.stringify(tokenAudiences)} is invalid for the target audiences ${JSON.stringify(wanted)}]` };
+    }
+    const sa = /^system:serviceaccount:([^:]+):/.exec(known.username);
+    return {
+      authenticated: true,
+      user: {
+        username: known.username,
+        uid: randomUUID(),
+        groups: sa ? ['system:serviceaccounts', `system:serviceaccounts:${sa[1]}`, 'system:authenticated'] : ['system:authenticated'],
+        ...(known.podName ? { extra: { 'authentication.kubernetes.io/pod-name': [known.podName] } } : {}),
+      },
+      audiences: both,
+    };
+  }
+
+  async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let response: StandinResponse;
+    try {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const raw = Buffer.concat(chunks).toString('utf8');
+      let body: unknown = raw;
+      if (raw) {
+        try {
+          body = JSON.parse(raw);
+        } catch {
+          body = raw;
+        }
+      }
+      const url = new URL(req.url ?? '/', this.url);
+      const request: StandinRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, body };
+      this.requests.push(request);
+      response = (await this.#runMiddlewares(request)) ?? (await this.#handle(request));
+    } catch (err) {
+      response = { status: 500, body: this.status(500, 'InternalError', `stand-in error: ${(err as Error).message}`) };
+    }
+    const text = JSON.stringify(response.body);
+    res.writeHead(response.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  async #runMiddlewares(req: StandinRequest): Promise<StandinResponse | undefined> {
+    for (const m of [...this.#middlewares]) {
+      const r = await m(req);
+      if (r) return r;
+    }
+    return undefined;
+  }
+
+  async #handle(req: StandinRequest): Promise<StandinResponse> {
+    const route = parsePath(req.path);
+    if (!route) return { status: 404, body: this.status(404, 'NotFound', `the server could not find the requested resource (${req.path})`) };
+    const kind = this.#kinds.get(route.plural) ?? route.plural.replace(/s$/, '').replace(/^./, (c) => c.toUpperCase());
+
+    if (route.plural === 'tokenreviews' && route.apiVersion === 'authentication.k8s.io/v1') {
+      if (req.method !== 'POST') return { status: 405, body: this.status(405, 'MethodNotAllowed', `${req.method} is not supported on tokenreviews`) };
+      const spec = ((req.body as { spec?: TokenReviewSpec } | null)?.spec ?? { token: '' }) as TokenReviewSpec;
+      const status = await this.tokenReviewer(spec);
+      return { status: 201, body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: { creationTimestamp: null }, spec, status } };
+    }
+
+    const { apiVersion, namespace, name } = route;
+    const details = { ...(name ? { name } : {}), kind: route.plural, ...(apiVersion.includes('/') ? { group: apiVersion.split('/')[0] } : {}) };
+    const notFound = (): StandinResponse => ({ status: 404, body: this.status(404, 'NotFound', `${route.plural} "${name}" not found`, details) });
+
+    switch (req.method) {
+      case 'GET': {
+        if (name) {
+          const o = this.get(apiVersion, kind, namespace, name);
+          return o ? { status: 200, body: o } : notFound();
+        }
+        const items = this.list(apiVersion, kind, namespace);
+        return { status: 200, body: { apiVersion, kind: `${kind}List`, metadata: { resourceVersion: String(this.#version) }, items } };
+      }
+      case 'POST': {
+        if (name) return { status: 405, body: this.status(405, 'MethodNotAllowed', 'POST goes to the collection') };
+        const obj = req.body as KubeObject;
+        if (typeof obj !== 'object' || obj === null || typeof obj.metadata !== 'object') {
+          return { status: 400, body: this.status(400, 'BadRequest', 'the body is not a Kubernetes object') };
+        }
+        obj.apiVersion ??= apiVersion;
+        obj.kind ??= kind;
+        if (namespace && obj.metadata.namespace && obj.metadata.namespace !== namespace) {
+          return { status: 400, body: this.status(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request') };
+        }
+        if (namespace) obj.metadata.namespace = namespace;
+        if (!obj.metadata.name && obj.metadata.generateName) obj.metadata.name = obj.metadata.generateName + randomUUID().slice(0, 5);
+        if (!obj.metadata.name) return { status: 400, body: this.status(400, 'BadRequest', 'metadata.name: Required value: name or generateName is required') };
+        if (this.#objects.has(key(apiVersion, kind, namespace, obj.metadata.name))) {
+          return { status: 409, body: this.status(409, 'AlreadyExists', `${route.plural} "${obj.metadata.name}" already exists`, { ...details, name: obj.metadata.name }) };
+        }
+        delete obj.metadata.resourceVersion;
+        return { status: 201, body: this.put(obj) };
+      }
+      case 'PUT': {
+        if (!name) return { status: 405, body: this.status(405, 'MethodNotAllowed', 'PUT goes to an item') };
+        const current = this.#objects.get(key(apiVersion, kind, namespace, name));
+        if (!current) return notFound();
+        const obj = req.body as KubeObject;
+        if (typeof obj !== 'object' || obj === null || typeof obj.metadata !== 'object') {
+          return { status: 400, body: this.status(400, 'BadRequest', 'the body is not a Kubernetes object') };
+        }
+        if (obj.metadata.name !== undefined && obj.metadata.name !== name) {
+          return { status: 400, body: this.status(400, 'BadRequest', `the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`) };
+        }
+        const rv = obj.metadata.resourceVersion;
+        if (rv !== undefined && rv !== current.metadata.resourceVersion) {
+          return { status: 409, body: this.status(409, 'Conflict', `Operation cannot be fulfilled on ${route.plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`, details) };
+        }
+        return { status: 200, body: this.put({ ...obj, apiVersion, kind, metadata: { ...obj.metadata, name, ...(namespace ? { namespace } : {}) } }) };
+      }
+      case 'PATCH': {
+        if (!name) return { status: 405, body: this.status(405, 'MethodNotAllowed', 'PATCH goes to an item') };
+        const current = this.get(apiVersion, kind, namespace, name);
+        if (!current) return notFound();
+        const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim();
+        let next: KubeObject;
+        if (type === 'application/json-patch+json') {
+          try {
+            next = fastJsonPatch.applyPatch(current, req.body as fastJsonPatch.Operation[], true, false).newDocument;
+          } catch (err) {
+            return { status: 422, body: this.status(422, 'Invalid', `the JSON patch does not apply: ${(err as Error).message}`, details) };
+          }
+        } else if (type === 'application/merge-patch+json' || type === 'application/strategic-merge-patch+json') {
+          next = mergePatch(current, req.body) as KubeObject;
+        } else {
+          return { status: 415, body: this.status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got "${type}")`) };
+        }
+        return { status: 200, body: this.put({ ...next, apiVersion, kind, metadata: { ...next.metadata, name, ...(namespace ? { namespace } : {}) } }) };
+      }
+      case 'DELETE': {
+        if (!name) return { status: 405, body: this.status(405, 'MethodNotAllowed', 'DELETE of a collection is not supported by the stand-in') };
+        const o = this.get(apiVersion, kind, namespace, name);
+        if (!o) return notFound();
+        this.remove(apiVersion, kind, namespace, name);
+        return { status: 200, body: o };
+      }
+      default:
+        return { status: 405, body: this.status(405, 'MethodNotAllowed', `${req.method} is not supported`) };
+    }
+  }
+}
+
+function key(apiVersion: string, kind: string, namespace: string | undefined, name: string): string {
+  return `${apiVersion}/${kind}/${namespace ?? ''}/${name}`;
+}
+
+/** /api/v1/[namespaces/NS/]PLURAL[/NAME] and /apis/GROUP/VERSION/[namespaces/NS/]PLURAL[/NAME] */
+function parsePath(path: string): { apiVersion: string; namespace: string | undefined; plural: string; name: string | undefined } | undefined {
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  let apiVersion: string;
+  let rest: string[];
+  if (parts[0] === 'api' && parts[1]) {
+    apiVersion = parts[1];
+    rest = parts.slice(2);
+  } else if (parts[0] === 'apis' && parts[1] && parts[2]) {
+    apiVersion = `${parts[1]}/${parts[2]}`;
+    rest = parts.slice(3);
+  } else {
+    return undefined;
+  }
+  let namespace: string | undefined;
+  // "namespaces/NS/PLURAL..." is namespaced; "namespaces" or "namespaces/NS" alone are Namespace objects.
+  if (rest[0] === 'namespaces' && rest.length >= 3) {
+    namespace = rest[1];
+    rest = rest.slice(2);
+  }
+  if (rest.length < 1 || rest.length > 2) return undefined;
+  return { apiVersion, namespace, plural: rest[0]!, name: rest[1] };
+}
+
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> = typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
