@@ -1,0 +1,149 @@
+// The measurements of one run and how they are summarised: the latency a pair adds is the
+// case's percentile minus the direct run's percentile in the same pass (the mean of the direct
+// runs at the start and at the end of that pass); each figure is then the median over passes.
+import { median, percentile } from './stats.ts';
+
+export type CaseId = 'direct' | 'nginx-plain' | 'nginx-mtls' | 'tsmesh-plain' | 'tsmesh-mtls';
+
+export const CASE_LABELS: Record<CaseId, string> = {
+  direct: 'direct (no proxy)',
+  'nginx-plain': 'nginx pair, plain',
+  'nginx-mtls': 'nginx pair, mTLS between the two',
+  'tsmesh-plain': 'tsmesh pair, plain',
+  'tsmesh-mtls': 'tsmesh pair, mTLS between the two',
+};
+
+export const QUANTILES = { p50: 0.5, p90: 0.9, p99: 0.99, p999: 0.999 } as const;
+export type Quantile = keyof typeof QUANTILES;
+
+export type Status = 'ok' | 'failed' | 'not-available';
+
+/** One case in one pass. Latencies in milliseconds, memory in MiB. */
+export interface Measurement {
+  caseId: CaseId;
+  pass: number;
+  /** For direct: the run at the start or at the end of the pass. */
+  position?: 'start' | 'end';
+  status: Status;
+  reason?: string;
+  latencyMs?: Record<Quantile | 'max', number>;
+  requests?: number;
+  achievedRps?: number;
+  errors?: number;
+  /** CPU seconds (user + system) of the pair's processes over the fixed-rate window. */
+  cpuSeconds?: number;
+  cpuPer1000?: number;
+  rssMiB?: number;
+  hwmMiB?: number;
+  processes?: number;
+  maxRps?: number;
+  /** tsmesh only: the mtls label the server-side sidecar's metrics report. */
+  observedMtls?: string;
+  warnings: string[];
+  /** Every duration (ms, ascending): for the chart; not written to JSON. */
+  durationsMs?: Float64Array;
+}
+
+export function latencyOf(sortedMs: Float64Array): Record<Quantile | 'max', number> {
+  return {
+    p50: percentile(sortedMs, QUANTILES.p50),
+    p90: percentile(sortedMs, QUANTILES.p90),
+    p99: percentile(sortedMs, QUANTILES.p99),
+    p999: percentile(sortedMs, QUANTILES.p999),
+    max: sortedMs.length ? sortedMs[sortedMs.length - 1] : NaN,
+  };
+}
+
+export interface CaseSummary {
+  caseId: CaseId;
+  status: Status;
+  reasons: string[];
+  passes: number;
+  latencyMs: Record<Quantile, number>;
+  addedMs: Record<Quantile, number>;
+  cpuPer1000: number;
+  rssMiB: number;
+  hwmMiB: number;
+  processes: number;
+  maxRps: number;
+  achievedRps: number;
+  errors: number;
+  observedMtls?: string;
+}
+
+const NAN_Q = (): Record<Quantile, number> => ({ p50: NaN, p90: NaN, p99: NaN, p999: NaN });
+
+/** The direct baseline of a pass: the mean of its start and end runs (whichever succeeded). */
+export function baselineOf(all: readonly Measurement[], pass: number): Record<Quantile, number> | undefined {
+  const runs = all.filter((m) => m.caseId === 'direct' && m.pass === pass && m.status === 'ok' && m.latencyMs);
+  if (runs.length === 0) return undefined;
+  const out = NAN_Q();
+  for (const q of Object.keys(QUANTILES) as Quantile[]) out[q] = runs.reduce((s, m) => s + m.latencyMs![q], 0) / runs.length;
+  return out;
+}
+
+export function summarize(all: readonly Measurement[], caseId: CaseId): CaseSummary {
+  const runs = all.filter((m) => m.caseId === caseId);
+  const ok = runs.filter((m) => m.status === 'ok');
+  const status: Status = runs.some((m) => m.status === 'failed') ? 'failed' : ok.length > 0 ? 'ok' : 'not-available';
+  const reasons = [...new Set(runs.filter((m) => m.reason).map((m) => m.reason!))];
+  const med = (f: (m: Measurement) => number | undefined) => median(ok.map((m) => f(m) ?? NaN));
+  const latencyMs = NAN_Q();
+  const addedMs = NAN_Q();
+  for (const q of Object.keys(QUANTILES) as Quantile[]) {
+    latencyMs[q] = med((m) => m.latencyMs?.[q]);
+    if (caseId !== 'direct') addedMs[q] = med((m) => (m.latencyMs ? m.latencyMs[q] - (baselineOf(all, m.pass)?.[q] ?? NaN) : NaN));
+  }
+  return {
+    caseId,
+    status,
+    reasons,
+    passes: ok.length,
+    latencyMs,
+    addedMs,
+    cpuPer1000: med((m) => m.cpuPer1000),
+    rssMiB: med((m) => m.rssMiB),
+    hwmMiB: med((m) => m.hwmMiB),
+    processes: med((m) => m.processes),
+    maxRps: med((m) => m.maxRps),
+    achievedRps: med((m) => m.achievedRps),
+    errors: runs.reduce((s, m) => s + (m.errors ?? 0), 0),
+    observedMtls: [...new Set(ok.map((m) => m.observedMtls).filter(Boolean))].join('+') || undefined,
+  };
+}
+
+export interface Ratio {
+  label: string;
+  tsmesh: CaseId;
+  nginx: CaseId;
+  values: { name: string; ratio: number }[];
+}
+
+/** tsmesh / nginx for each figure, plain against plain and mTLS against mTLS. */
+export function ratios(summaries: readonly CaseSummary[]): Ratio[] {
+  const by = new Map(summaries.map((s) => [s.caseId, s]));
+  const pairs: [string, CaseId, CaseId][] = [
+    ['plain', 'tsmesh-plain', 'nginx-plain'],
+    ['mTLS', 'tsmesh-mtls', 'nginx-mtls'],
+  ];
+  const out: Ratio[] = [];
+  for (const [label, t, n] of pairs) {
+    const a = by.get(t);
+    const b = by.get(n);
+    if (!a || !b || a.status !== 'ok' || b.status !== 'ok') continue;
+    out.push({
+      label,
+      tsmesh: t,
+      nginx: n,
+      values: [
+        { name: 'added p50', ratio: a.addedMs.p50 / b.addedMs.p50 },
+        { name: 'added p90', ratio: a.addedMs.p90 / b.addedMs.p90 },
+        { name: 'added p99', ratio: a.addedMs.p99 / b.addedMs.p99 },
+        { name: 'CPU per 1000 req', ratio: a.cpuPer1000 / b.cpuPer1000 },
+        { name: 'RSS', ratio: a.rssMiB / b.rssMiB },
+        { name: 'highest req/s', ratio: a.maxRps / b.maxRps },
+      ],
+    });
+  }
+  return out;
+}

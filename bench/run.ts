@@ -1,0 +1,318 @@
+// `npm run bench`: what a proxy pair adds, measured by Istio's method (DESIGN.md, "Benchmark
+// method"): a fixed 1000 requests/s over 16 connections with 1 KB bodies, every case side by
+// side in one run (direct, nginx pair plain and mTLS, tsmesh pair plain and mTLS), direct at
+// the start and at the end of every pass, several passes, medians and ratios tsmesh/nginx.
+// How to run it and what the columns mean: docs/benchmark.md.
+import { mkdtemp, mkdir, rm, writeFile, copyFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BenchError } from './lib/errors.ts';
+import { parseOptions, HELP, type Options } from './lib/options.ts';
+import { makeCerts, type PodCert } from './lib/certs.ts';
+import { appConf, proxyConf, startNginx, NGINX_WORKERS } from './lib/nginx.ts';
+import { startTsmeshPair, NotAvailable } from './lib/tsmesh.ts';
+import { probe, fixedRate, highestThroughput, writeLoadFiles, PAYLOAD, type LoadFiles } from './lib/load.ts';
+import { stopAll, stopTree, treeCpuSeconds, treeMemory, type Proc } from './lib/procs.ts';
+import { toolVersions, nodeVersion, machineInfo, loadAverage, cpuSample, stealPercent, gitDescribe, type Versions } from './lib/machine.ts';
+import { CASE_LABELS, latencyOf, summarize, ratios, type CaseId, type Measurement } from './lib/results.ts';
+import { textTable, markdownTable, ratioLines, perPassTable, latencySvg, recordRun } from './lib/report.ts';
+import { mergeSorted } from './lib/stats.ts';
+import { topology, directUrl, pairUrl } from './lib/topology.ts';
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+const benchDir = join(repoRoot, 'bench');
+const sidecarNode = join(repoRoot, 'node_modules/.bin/node');
+const MiB = 1024;
+
+const startedAt = Date.now();
+function say(text: string): void {
+  const t = ((Date.now() - startedAt) / 1000).toFixed(0).padStart(4);
+  process.stdout.write(`[${t}s] ${text}\n`);
+}
+
+/** A running pair: the processes whose CPU and memory are measured, and how to stop them. */
+interface Pair {
+  procs: Proc[];
+  observedMtls?: string;
+}
+
+interface Runner {
+  id: CaseId;
+  url: string;
+  start?: () => Promise<Pair>;
+}
+
+function runners(work: string, certs: Map<string, PodCert>): Record<CaseId, Runner> {
+  const a = certs.get(topology.podA.name)!;
+  const b = certs.get(topology.podB.name)!;
+  const outbound = { host: topology.podB.ip, port: topology.outboundPort };
+  const inbound = { host: topology.podA.ip, port: topology.inboundPort };
+  const nginxPair = async (id: CaseId, mtls: boolean): Promise<Pair> => {
+    const dir = join(work, id);
+    // Server side first (pod-a: inbound -> app), then client side (pod-b: outbound -> pod-a's inbound).
+    const server = await startNginx(`nginx ${id} (pod-a)`, join(dir, 'pod-a'), proxyConf(join(dir, 'pod-a'), inbound, topology.app, mtls ? { serverTls: a } : {}), inbound);
+    try {
+      const client = await startNginx(
+        `nginx ${id} (pod-b)`,
+        join(dir, 'pod-b'),
+        proxyConf(join(dir, 'pod-b'), outbound, inbound, mtls ? { clientTls: { own: b, peerName: a.dnsName } } : {}),
+        outbound,
+      );
+      return { procs: [server, client] };
+    } catch (err) {
+      await stopTree(server);
+      throw err;
+    }
+  };
+  const tsmeshPair = async (id: CaseId, mtls: boolean): Promise<Pair> => {
+    const pair = await startTsmeshPair({ repoRoot, dir: join(work, id), mtls, certs });
+    return { procs: pair.procs, observedMtls: pair.observedMtls };
+  };
+  return {
+    direct: { id: 'direct', url: directUrl },
+    'nginx-plain': { id: 'nginx-plain', url: pairUrl, start: () => nginxPair('nginx-plain', false) },
+    'nginx-mtls': { id: 'nginx-mtls', url: pairUrl, start: () => nginxPair('nginx-mtls', true) },
+    'tsmesh-plain': { id: 'tsmesh-plain', url: pairUrl, start: () => tsmeshPair('tsmesh-plain', false) },
+    'tsmesh-mtls': { id: 'tsmesh-mtls', url: pairUrl, start: () => tsmeshPair('tsmesh-mtls', true) },
+  };
+}
+
+const firstLine = (s: string) => s.split('\n')[0];
+
+async function measure(runner: Runner, pass: number, position: 'start' | 'end' | undefined, opts: Options, files: LoadFiles, work: string): Promise<Measurement> {
+  const m: Measurement = { caseId: runner.id, pass, status: 'ok', warnings: [], ...(position ? { position } : {}) };
+  const label = `pass ${pass}/${opts.passes}  ${CASE_LABELS[runner.id]}${position ? ` (${position})` : ''}`;
+  const tag = `pass${pass}-${runner.id}${position ? `-${position}` : ''}`;
+  let pair: Pair | undefined;
+  try {
+    if (runner.start) {
+      say(`${label}: starting the pair`);
+      pair = await runner.start();
+      if (pair.observedMtls !== undefined) m.observedMtls = pair.observedMtls;
+    }
+    await probe(runner.url);
+    const load = { url: runner.url, rate: opts.rate, connections: opts.connections, files, workDir: work };
+    say(`${label}: ${opts.warmupSeconds}s warm-up, then ${opts.seconds}s at ${opts.rate} req/s over ${opts.connections} connections`);
+    const warm = await fixedRate({ ...load, seconds: opts.warmupSeconds, tag: `${tag}-warmup` });
+    if (warm.errors > 0) m.warnings.push(`warm-up had ${warm.errors} errors (${warm.errorDetail})`);
+    const pids = pair?.procs.map((p) => p.pid) ?? [];
+    const cpu0 = treeCpuSeconds(pids);
+    const fr = await fixedRate({ ...load, seconds: opts.seconds, tag });
+    const cpu1 = treeCpuSeconds(pids);
+    const durationsMs = fr.durationsUs.map((us) => us / 1000);
+    m.durationsMs = durationsMs;
+    m.latencyMs = latencyOf(durationsMs);
+    m.requests = fr.requests;
+    m.achievedRps = fr.achievedRps;
+    m.errors = fr.errors;
+    if (pair) {
+      const mem = treeMemory(pids);
+      m.cpuSeconds = cpu1 - cpu0;
+      m.cpuPer1000 = fr.requests > 0 ? (m.cpuSeconds / fr.requests) * 1000 : NaN;
+      m.rssMiB = mem.rssKiB / MiB;
+      m.processes = mem.processes;
+    }
+    if (fr.errors > 0) {
+      m.status = 'failed';
+      m.reason = `${fr.errors} errors at the fixed rate (${fr.errorDetail})`;
+    }
+    if (fr.achievedRps < 0.95 * opts.rate) m.warnings.push(`sent ${fr.achievedRps.toFixed(0)} req/s, below the target ${opts.rate}`);
+    const cpuText = m.cpuPer1000 === undefined ? '' : `, CPU ${m.cpuPer1000.toFixed(3)} s/1000 req, RSS ${m.rssMiB!.toFixed(1)} MiB`;
+    say(`${label}: ${fr.requests} requests, p50 ${m.latencyMs.p50.toFixed(2)} ms, p90 ${m.latencyMs.p90.toFixed(2)} ms, p99 ${m.latencyMs.p99.toFixed(2)} ms${cpuText}, ${fr.errors} errors`);
+    if (position !== 'end') {
+      say(`${label}: highest throughput, wrk ${opts.wrkSeconds}s with ${opts.wrkConnections} connections`);
+      const wrk = await highestThroughput({ url: runner.url, threads: opts.wrkThreads, connections: opts.wrkConnections, seconds: opts.wrkSeconds, files, workDir: work, tag });
+      m.maxRps = wrk.rps;
+      m.errors = (m.errors ?? 0) + wrk.errors;
+      if (wrk.errors > 0) {
+        m.status = 'failed';
+        m.reason = [m.reason, `${wrk.errors} errors at the highest throughput (${wrk.errorDetail})`].filter(Boolean).join('; ');
+      }
+      say(`${label}: ${wrk.rps.toFixed(0)} req/s, ${wrk.errors} errors`);
+    }
+    if (pair) m.hwmMiB = treeMemory(pids).hwmKiB / MiB;
+    if (runner.id === 'tsmesh-plain' && m.observedMtls === 'true') m.warnings.push('the sidecars used mTLS in the plain case');
+  } catch (err) {
+    if (err instanceof NotAvailable) {
+      m.status = 'not-available';
+      m.reason = err.message;
+      say(`${label}: not available yet (${err.message})`);
+    } else if (err instanceof BenchError) {
+      m.status = 'failed';
+      m.reason = firstLine(err.message);
+      say(`${label}: FAILED: ${err.message}`);
+    } else {
+      throw err;
+    }
+  } finally {
+    if (pair) await Promise.all(pair.procs.map((p) => stopTree(p)));
+  }
+  for (const w of m.warnings) say(`${label}: warning: ${w}`);
+  return m;
+}
+
+function commandLine(argv: string[]): string {
+  const quoted = argv.map((a) => (/^[\w.,=/:-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(' ');
+  if (process.env.npm_lifecycle_event === 'bench') return `npm run bench${quoted ? ` -- ${quoted}` : ''}`;
+  return `node bench/run.ts${quoted ? ` ${quoted}` : ''}`;
+}
+
+function stamp(d: Date): string {
+  return d.toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const opts = parseOptions(argv);
+  if (!opts) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const versions: Versions = toolVersions();
+  const sidecarNodeVersion = nodeVersion(sidecarNode);
+  const machine = machineInfo();
+  const work = await mkdtemp(join(tmpdir(), 'tsmesh-bench-'));
+  let keepWork = opts.keepTemp;
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    say(`${sig}: stopping every process the benchmark started`);
+    void stopAll().finally(async () => {
+      if (!opts.keepTemp) await rm(work, { recursive: true, force: true });
+      process.exit(130);
+    });
+  };
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
+
+  const pairs = opts.cases.filter((c) => c !== 'direct');
+  say(`tsmesh benchmark: ${opts.passes} pass(es) over direct, ${pairs.join(', ')}; ${opts.rate} req/s over ${opts.connections} connections, ${opts.seconds}s per case (+${opts.warmupSeconds}s warm-up); wrk ${opts.wrkSeconds}s x ${opts.wrkConnections} connections`);
+  say(`${machine.cpuModel}, ${machine.cores} cores, Linux ${machine.kernel}, load average ${loadAverage()}; temp folder ${work}`);
+  const load0 = loadAverage();
+  const cpu0 = cpuSample();
+  const measurements: Measurement[] = [];
+  try {
+    const certs = await makeCerts(join(work, 'certs'), [topology.podA.name, topology.podB.name], topology.namespace);
+    const files = await writeLoadFiles(work);
+    const app = await startNginx('app (nginx)', join(work, 'app'), appConf(join(work, 'app'), PAYLOAD), topology.app);
+    await probe(directUrl);
+    say(`app listening on ${directUrl} (nginx, ${NGINX_WORKERS} worker, 1 KB answer)`);
+    const all = runners(work, certs);
+    const unavailable = new Map<CaseId, string>();
+    for (let pass = 1; pass <= opts.passes; pass++) {
+      // The pairs' order is reversed on even passes, so slow drift of the machine does not always favour the same case.
+      const order = pass % 2 === 1 ? pairs : [...pairs].reverse();
+      measurements.push(await measure(all.direct, pass, 'start', opts, files, work));
+      for (const id of order) {
+        const known = unavailable.get(id);
+        if (known !== undefined) {
+          say(`pass ${pass}/${opts.passes}  ${CASE_LABELS[id]}: not available yet (${known})`);
+          measurements.push({ caseId: id, pass, status: 'not-available', reason: known, warnings: [] });
+          continue;
+        }
+        const m = await measure(all[id], pass, undefined, opts, files, work);
+        if (m.status === 'not-available') unavailable.set(id, m.reason ?? '');
+        measurements.push(m);
+      }
+      measurements.push(await measure(all.direct, pass, 'end', opts, files, work));
+    }
+    await stopTree(app);
+  } finally {
+    await stopAll();
+  }
+  const cpu1 = cpuSample();
+  const load1 = loadAverage();
+  const steal = stealPercent(cpu0, cpu1);
+  const elapsed = (Date.now() - startedAt) / 1000;
+
+  const summaries = opts.cases.map((id) => summarize(measurements, id));
+  const ratioList = ratios(summaries);
+  const notes: string[] = [];
+  for (const s of summaries) {
+    if (s.status === 'not-available') notes.push(`${CASE_LABELS[s.caseId]}: not available yet: ${s.reasons.join('; ')}`);
+    if (s.status === 'failed') notes.push(`${CASE_LABELS[s.caseId]}: FAILED (${s.errors} errors): ${s.reasons.join('; ')}`);
+    if (s.observedMtls) notes.push(`${CASE_LABELS[s.caseId]}: the server-side sidecar reports mtls="${s.observedMtls}" on inbound`);
+  }
+  for (const m of measurements) for (const w of m.warnings) notes.push(`pass ${m.pass} ${CASE_LABELS[m.caseId]}${m.position ? ` (${m.position})` : ''}: ${w}`);
+  if (summaries.some((s) => s.status === 'failed')) keepWork = true;
+
+  process.stdout.write(`\n${textTable(summaries)}\n\n`);
+  process.stdout.write('Latencies are medians over passes; "added" is the case minus direct in the same pass. CPU, RSS: the pair\'s processes.\n');
+  for (const line of ratioLines(ratioList)) process.stdout.write(`${line}\n`);
+  if (ratioList.length === 0) process.stdout.write('No tsmesh/nginx ratios: no tsmesh case ran.\n');
+  for (const n of notes) process.stdout.write(`note: ${n}\n`);
+  process.stdout.write(`hypervisor steal during the run: ${steal.toFixed(1)}%; load average ${load0} before, ${load1} after; ${elapsed.toFixed(0)} s\n`);
+
+  const when = new Date();
+  const chartTitle = `Latency by percentile at ${opts.rate} req/s (${opts.connections} connections, 1 KB POST)`;
+  const chartSubtitle = `${opts.passes} pass(es) of ${opts.seconds}s pooled per configuration; ${when.toISOString().slice(0, 16).replace('T', ' ')} UTC; ${machine.cores} cores, shared`;
+  const series = opts.cases
+    .map((id) => ({ caseId: id, sortedMs: mergeSorted(measurements.filter((m) => m.caseId === id && m.status === 'ok' && m.durationsMs).map((m) => m.durationsMs!)) }))
+    .filter((s) => s.sortedMs.length > 0);
+  const svg = latencySvg(series, chartTitle, chartSubtitle);
+
+  if (opts.record) {
+    const resultsDir = join(benchDir, 'results');
+    await mkdir(resultsDir, { recursive: true });
+    const dated = `latency-${stamp(when)}.svg`;
+    await writeFile(join(resultsDir, dated), svg);
+    await copyFile(join(resultsDir, dated), join(resultsDir, 'latency.svg'));
+    const section = [
+      `## Run of ${when.toISOString().slice(0, 16).replace('T', ' ')} UTC${opts.quick ? ' (quick)' : ''}`,
+      '',
+      ...(opts.note ? [`> ${opts.note}`, ''] : []),
+      `- Command: \`${commandLine(argv)}\``,
+      `- Machine: ${machine.cpuModel}, ${machine.cores} cores, Linux ${machine.kernel}; load average ${load0} before, ${load1} after; hypervisor steal during the run ${steal.toFixed(1)}%`,
+      `- Sidecar: Node ${sidecarNodeVersion}, tsmesh at ${gitDescribe(repoRoot)}; nginx: ${versions.nginx}, ${NGINX_WORKERS} worker process (plus its idle master) per proxy and for the app; load: h2load ${versions.h2load}, wrk ${versions.wrk}; certificates: ${versions.openssl}, P-256, TLS 1.3`,
+      `- Request: POST / with a 1 KB body and \`Host: pod-service\`, answered 200 with a 1 KB body by nginx on ${topology.app.host}:${topology.app.port}`,
+      `- Fixed rate: \`h2load --h1 -c${opts.connections} --rps ${opts.rate / opts.connections} -D ${opts.seconds}\` after ${opts.warmupSeconds}s of warm-up; highest throughput: \`wrk -t${opts.wrkThreads} -c${opts.wrkConnections} -d${opts.wrkSeconds}s\``,
+      `- ${opts.passes} pass(es) (the pairs' order reversed on even passes); figures are medians over passes; took ${Math.round(elapsed)} s`,
+      '',
+      markdownTable(summaries),
+      '',
+      ...(ratioList.length ? ratioLines(ratioList).map((l) => `- ${l}`) : ['- No tsmesh/nginx ratios: no tsmesh case ran.']),
+      ...(notes.length ? ['', 'Notes:', '', ...notes.map((n) => `- ${n}`)] : []),
+      '',
+      `![latency by percentile](results/${dated})`,
+      '',
+      '<details><summary>Every pass</summary>',
+      '',
+      perPassTable(measurements),
+      '',
+      '</details>',
+      '',
+    ].join('\n');
+    await recordRun(join(benchDir, 'RESULTS.md'), section);
+    const json = {
+      when: when.toISOString(),
+      command: commandLine(argv),
+      options: opts,
+      machine,
+      versions: { ...versions, sidecarNode: sidecarNodeVersion, tsmesh: gitDescribe(repoRoot) },
+      stealPercent: steal,
+      summaries,
+      measurements: measurements.map((m) => ({ ...m, durationsMs: undefined })),
+    };
+    await writeFile(join(resultsDir, 'latest.json'), JSON.stringify(json, null, 2) + '\n');
+    say(`recorded in bench/RESULTS.md, bench/results/${dated} (and latency.svg), bench/results/latest.json`);
+  } else {
+    const file = join(tmpdir(), 'tsmesh-bench-latency.svg');
+    await writeFile(file, svg);
+    say(`not recorded (${opts.quick ? '--quick' : '--no-record'}; --record records it); chart at ${file}`);
+  }
+  if (keepWork) say(`temp folder kept: ${work}`);
+  else await rm(work, { recursive: true, force: true });
+  return summaries.some((s) => s.status === 'failed') ? 1 : 0;
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (err) {
+  await stopAll();
+  if (err instanceof BenchError) {
+    process.stderr.write(`bench: ${err.message}\n${err.code === 'BENCH_USAGE' ? `\n${HELP}` : ''}`);
+    process.exitCode = err.code === 'BENCH_USAGE' ? 2 : 1;
+  } else {
+    throw err;
+  }
+}
