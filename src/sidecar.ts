@@ -16,7 +16,6 @@ import { createInbound } from './inbound/inbound.ts';
 import { createAdmin } from './admin/admin.ts';
 import { Tracker } from './lifecycle/tracker.ts';
 import type { Logger } from './log/log.ts';
-import { LOG_LEVELS } from './log/log.ts';
 
 export interface Sidecar {
   readonly outbound: AddressInfo;
@@ -49,11 +48,14 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
   );
   watches.push(annotations);
   await annotations.check();
-  config.on('change', () => {
-    const level = config.pod['log-level'];
-    if ((LOG_LEVELS as readonly string[]).includes(level) && log.level !== level) log.level = level;
-  });
-  log.level = config.pod['log-level'];
+  // The log-level annotation, live; without it the level the logger was made with.
+  const initialLevel = log.level;
+  const applyLevel = () => {
+    const level = config.annotations['tsmesh.io/log-level'] !== undefined ? config.pod['log-level'] : initialLevel;
+    if (log.level !== level) log.level = level;
+  };
+  config.on('change', applyLevel);
+  applyLevel();
 
   // Registry: the YAML file in local mode.
   if (settings.registryFile) {
@@ -99,11 +101,20 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
 
   const outboundListener = createNetServer({ noDelay: true }, (s) => outbound.handleConnection(s));
   const inboundListener = createNetServer({ noDelay: true }, (s) => inbound.handleConnection(s));
-  const [outboundAddr, inboundAddr, adminAddr] = await Promise.all([
-    listen(outboundListener, settings.bindAddress, settings.outboundPort),
-    listen(inboundListener, settings.bindAddress, settings.inboundPort),
-    listen(admin, settings.bindAddress, settings.adminPort),
-  ]);
+  let outboundAddr: AddressInfo, inboundAddr: AddressInfo, adminAddr: AddressInfo;
+  try {
+    [outboundAddr, inboundAddr, adminAddr] = await Promise.all([
+      listen(outboundListener, settings.bindAddress, settings.outboundPort, 'outbound'),
+      listen(inboundListener, settings.bindAddress, settings.inboundPort, 'inbound'),
+      listen(admin, settings.bindAddress, settings.adminPort, 'admin'),
+    ]);
+  } catch (err) {
+    for (const w of watches) w.close();
+    for (const s of [outboundListener, inboundListener, admin]) if (s.listening) s.close();
+    pools.close();
+    forwarder.close();
+    throw err;
+  }
   log.info({ outbound: outboundAddr, inbound: inboundAddr, admin: adminAddr, pod: settings.podName }, 'sidecar listening');
 
   const httpServers: Server[] = [outbound.server, inbound.server];
@@ -143,11 +154,14 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
   };
 }
 
-function listen(server: NetServer | Server, host: string, port: number): Promise<AddressInfo> {
+function listen(server: NetServer | Server, host: string, port: number, name: string): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      const hint = err.code === 'EADDRINUSE' ? ' (another process uses it: stop it or set the port variable)' : err.code === 'EADDRNOTAVAIL' ? ' (no interface has this address: check TSMESH_BIND_ADDRESS)' : '';
+      reject(Object.assign(new Error(`cannot listen for ${name} on ${host}:${port}: ${err.code}${hint}`), { code: err.code }));
+    });
     server.listen({ host, port }, () => {
-      server.off('error', reject);
+      server.removeAllListeners('error');
       resolve(server.address() as AddressInfo);
     });
   });
