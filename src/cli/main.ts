@@ -57,4 +57,11 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// http-proxy (a dependency chosen for WebSocket and HTTP/1.1 forwarding) still calls the
+// deprecated util._extend; that one warning says nothing a user can act on, the others do.
+process.removeAllListeners('warning');
+process.on('warning', (w: Error & { code?: string }) => {
+  if (w.code !== 'DEP0060') process.stderr.write(`${w.name}: ${w.message}\n`);
+});
+
 process.exitCode = await main(process.argv.slice(2));
