@@ -1,5 +1,6 @@
 // A plain HTTP/1.1 client for tests: what an app in pod-b sends to its sidecar.
-import { request, Agent, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import type { Agent} from 'node:http';
+import { request, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 
 export interface Reply {
