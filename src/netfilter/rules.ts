@@ -138,7 +138,8 @@ export function installedState(save: string): InstalledState {
  * The iptables-restore --noflush input that turns the installed state into `desired`
  * (renderRules output), or removes tsmesh when `desired` is null, in one transaction:
  * tsmesh's chains are flushed (declaring a chain in restore input flushes it), the jumps
- * into them deleted and chains no longer wanted removed, then the desired rules added.
+ * into them deleted (except those already there as wanted, which keep their place) and
+ * chains no longer wanted removed, then the desired rules added.
  * Running it again gives the same rules, never duplicates.
  */
 export function planRestore(installed: InstalledState, desired: string | null): string {
@@ -146,11 +147,19 @@ export function planRestore(installed: InstalledState, desired: string | null): 
   const declared = (l: string) => /^:(\S+)/.exec(l)?.[1];
   const wanted = body.map(declared).filter((c): c is string => c !== undefined);
   const unwanted = installed.chains.filter((c) => !wanted.includes(c));
+  // A jump from a built-in chain that is already there as wanted stays where it is (so a second
+  // run changes nothing); any other jump into tsmesh's chains is deleted.
+  const kept = new Set<string>();
+  const deleted: string[] = [];
+  for (const jump of installed.jumps) {
+    if (body.includes(jump) && !kept.has(jump)) kept.add(jump);
+    else deleted.push(jump);
+  }
   const lines = ['*nat'];
   // first every chain of tsmesh, old and new, is declared, which flushes it
   for (const chain of [...wanted, ...unwanted]) lines.push(`:${chain} - [0:0]`);
-  for (const jump of installed.jumps) lines.push(jump.replace(/^-A /, '-D '));
+  for (const jump of deleted) lines.push(jump.replace(/^-A /, '-D '));
   for (const chain of unwanted) lines.push(`-X ${chain}`);
-  lines.push(...body.filter((l) => declared(l) === undefined), 'COMMIT', '');
+  lines.push(...body.filter((l) => declared(l) === undefined && !kept.has(l)), 'COMMIT', '');
   return lines.join('\n');
 }

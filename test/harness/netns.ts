@@ -277,18 +277,16 @@ export class NetnsCluster {
     return service;
   }
 
-  private command(pod: string, cmd: readonly string[], uid: number | undefined): string[] {
+  /** `ip netns exec NS [setpriv ...] env -i VARS... cmd`: the command sees exactly the environment given. */
+  private command(pod: string, cmd: readonly string[], uid: number | undefined, env: Record<string, string> | undefined): string[] {
     if (cmd.length === 0) throw new Error('netns harness: empty command');
-    return ['netns', 'exec', this.pod(pod).netns, ...asUser(uid), ...cmd];
-  }
-
-  private env(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
-    return { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: this.dir, ...extra };
+    const vars = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: this.dir, ...env };
+    return ['netns', 'exec', this.pod(pod).netns, ...asUser(uid), 'env', '-i', ...Object.entries(vars).map(([k, v]) => `${k}=${v}`), ...cmd];
   }
 
   /** Runs `cmd` in the pod and waits for it; never rejects on a non-zero exit. */
   exec(pod: string, cmd: readonly string[], options: RunOptions = {}): Promise<ExecResult> {
-    return sh('ip', this.command(pod, cmd, options.uid), { env: this.env(options.env), input: options.input, timeoutMs: options.timeoutMs ?? 30_000 });
+    return sh('ip', this.command(pod, cmd, options.uid, options.env), { input: options.input, timeoutMs: options.timeoutMs ?? 30_000 });
   }
 
   /** Runs JavaScript (an ES module; it may import the project's .ts files) in the pod with Node 24. */
@@ -298,7 +296,7 @@ export class NetnsCluster {
 
   /** Starts a long-running process in the pod; close() stops it. */
   spawn(pod: string, cmd: readonly string[], options: RunOptions = {}): PodProcess {
-    const child = spawn('ip', this.command(pod, cmd, options.uid), { env: this.env(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ip', this.command(pod, cmd, options.uid, options.env), { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const waiters = new Set<{ re: RegExp; resolve: (line: string) => void }>();
     let partial = '';
