@@ -1,0 +1,155 @@
+// `tsmesh injector`: the control plane's composition, the only place that constructs things.
+// Settings from the environment -> Kubernetes client -> serving certificate (Secret + caBundle,
+// or files) -> routes (the webhook, and whatever other components mount) -> HTTPS on 8443.
+import { KubeConfig } from '@kubernetes/client-node';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { z } from 'zod';
+import { ConfigError } from '../src/errors/errors.ts';
+import { createLogger, LOG_LEVELS, type Logger } from '../src/log/log.ts';
+import { injectorSettingsFromEnv, type InjectorSettings } from './inject/settings.ts';
+import { startControlPlane, type ControlPlane, type RouteHandler, type TlsPair } from './server/server.ts';
+import { readTlsDir, watchTlsDir } from './server/tlsdir.ts';
+import { ensureCaBundle, ensureServingCertificate, startServingCertLoop, type ServingCertOptions } from './servingcert/kube.ts';
+import { INJECT_PATH, webhookRoute } from './webhook/route.ts';
+import { webhookMetrics } from './webhook/metrics.ts';
+import { kubeNamespaceLookup } from './webhook/namespaces.ts';
+import type { NamespaceLookup } from './webhook/admission.ts';
+
+const envSchema = z.object({
+  TSMESH_INJECTOR_PORT: z.coerce.number().int().min(0).max(65535).default(8443),
+  TSMESH_INJECTOR_TLS_DIR: z.string().optional(),
+  TSMESH_INJECTOR_SERVICE: z.string().default('tsmesh-injector'),
+  TSMESH_INJECTOR_SECRET: z.string().default('tsmesh-injector-tls'),
+  TSMESH_WEBHOOK_CONFIG: z.string().default('tsmesh-injector'),
+  TSMESH_CERT_CHECK_INTERVAL: z.coerce.number().int().min(1).default(60),
+  TSMESH_LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+});
+
+export interface InjectorServerSettings {
+  readonly port: number;
+  readonly tlsDir: string | undefined;
+  readonly serviceName: string;
+  readonly secretName: string;
+  readonly webhookConfigName: string;
+  readonly certCheckIntervalMs: number;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+}
+
+export const INJECTOR_SERVER_ENV = Object.keys(envSchema.shape);
+
+export function injectorServerSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): InjectorServerSettings {
+  const present = Object.fromEntries(Object.entries(env).filter(([k, v]) => INJECTOR_SERVER_ENV.includes(k) && v !== undefined && v !== ''));
+  const r = envSchema.safeParse(present);
+  if (!r.success) throw new ConfigError('environment', r.error.issues.map((i) => `${i.path.join('.')}=${JSON.stringify(present[String(i.path[0])] ?? '')}: ${i.message}`));
+  const e = r.data;
+  return {
+    port: e.TSMESH_INJECTOR_PORT,
+    tlsDir: e.TSMESH_INJECTOR_TLS_DIR,
+    serviceName: e.TSMESH_INJECTOR_SERVICE,
+    secretName: e.TSMESH_INJECTOR_SECRET,
+    webhookConfigName: e.TSMESH_WEBHOOK_CONFIG,
+    certCheckIntervalMs: e.TSMESH_CERT_CHECK_INTERVAL * 1000,
+    logLevel: e.TSMESH_LOG_LEVEL,
+  };
+}
+
+/** What a component gets to build its routes: the shared logger, metrics registry and API client. */
+export interface InjectorContext {
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly kubeConfig: KubeConfig;
+  readonly settings: InjectorSettings;
+  readonly server: InjectorServerSettings;
+}
+
+/** A component that mounts routes on the control plane server (the CA, discovery). */
+export type RouteFactory = (ctx: InjectorContext) => ReadonlyMap<string, RouteHandler> | Promise<ReadonlyMap<string, RouteHandler>>;
+
+export interface RunInjectorOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  /** Other components' routes, mounted next to POST /inject. */
+  readonly routes?: readonly RouteFactory[];
+  readonly kubeConfig?: KubeConfig; // default: in-cluster or ~/.kube/config
+  readonly logger?: Logger;
+  readonly host?: string;
+  readonly namespaces?: NamespaceLookup;
+}
+
+export interface RunningInjector {
+  readonly controlPlane: ControlPlane;
+  readonly context: InjectorContext;
+  close(): Promise<void>;
+}
+
+export async function runInjector(options: RunInjectorOptions = {}): Promise<RunningInjector> {
+  const env = options.env ?? process.env;
+  const settings = injectorSettingsFromEnv(env);
+  const server = injectorServerSettingsFromEnv(env);
+  const logger = options.logger ?? createLogger({ level: server.logLevel, name: 'tsmesh-injector' });
+  const kubeConfig = options.kubeConfig ?? defaultKubeConfig();
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tsmesh_injector_' });
+  const context: InjectorContext = { logger, registry, kubeConfig, settings, server };
+
+  // The serving certificate: from files when given (cert-manager), else made and kept by us.
+  const certOptions: ServingCertOptions = {
+    kubeConfig,
+    namespace: settings.controlPlaneNamespace,
+    serviceName: server.serviceName,
+    secretName: server.secretName,
+    webhookConfigName: server.webhookConfigName,
+    logger,
+  };
+  let tls: TlsPair;
+  let caBundle: string | undefined;
+  if (server.tlsDir) {
+    tls = await readTlsDir(server.tlsDir);
+  } else {
+    const s = await ensureServingCertificate(certOptions);
+    tls = s.tls;
+    caBundle = s.caCert;
+  }
+
+  const routes = new Map<string, RouteHandler>([
+    [INJECT_PATH, webhookRoute({ settings, namespaces: options.namespaces ?? kubeNamespaceLookup(kubeConfig), logger, metrics: webhookMetrics(registry) })],
+  ]);
+  for (const factory of options.routes ?? []) {
+    for (const [path, handler] of await factory(context)) {
+      if (routes.has(path)) throw new Error(`two components mount the route ${path}`);
+      routes.set(path, handler);
+    }
+  }
+  const controlPlane = await startControlPlane({ routes, tls, logger, registry, port: server.port, host: options.host });
+
+  const stops: (() => void)[] = [];
+  if (server.tlsDir) {
+    const w = watchTlsDir(server.tlsDir, tls, (pair) => controlPlane.setCertificate(pair), (err) => logger.warn({ err: err.message }, 'serving certificate files not usable; keeping the current one'), server.certCheckIntervalMs);
+    stops.push(w.stop);
+  } else {
+    // Only after listening: the API server must be able to reach us once it trusts us.
+    try {
+      await ensureCaBundle(certOptions, caBundle!);
+    } catch (err) {
+      logger.error({ err }, 'could not set the webhook caBundle; retrying');
+    }
+    const loop = startServingCertLoop(
+      { ...certOptions, intervalMs: server.certCheckIntervalMs, onCertificate: (pair) => controlPlane.setCertificate(pair) },
+      { tls, caCert: caBundle!, renewAt: 0 },
+    );
+    stops.push(loop.stop);
+  }
+  return {
+    controlPlane,
+    context,
+    async close() {
+      for (const stop of stops) stop();
+      await controlPlane.close();
+    },
+  };
+}
+
+function defaultKubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromDefault(); // in a pod: the service account; elsewhere ~/.kube/config or KUBECONFIG
+  return kc;
+}

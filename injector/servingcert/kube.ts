@@ -1,0 +1,192 @@
+// Provisioning the webhook's serving certificate through the Kubernetes API, without manual
+// steps: the material lives in a Secret in the control plane's namespace (so all replicas
+// serve the same certificate, and a restart keeps it), and the CA goes into the caBundle of
+// every webhook of the MutatingWebhookConfiguration that points at our Service. Replicas race
+// safely: creating an existing Secret gets 409 and the loser reads the winner's; replacing
+// uses the resourceVersion it read, so a concurrent renewal gets 409 and is re-read.
+import { AdmissionregistrationV1Api, ApiException, CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import type { Logger } from '../../src/log/log.ts';
+import type { TlsPair } from '../server/server.ts';
+import { checkMaterial, generateServingMaterial, issueServing, serviceDnsNames, type ServingMaterial } from './cert.ts';
+
+export interface ServingCertOptions {
+  readonly kubeConfig: KubeConfig;
+  readonly namespace: string; // the control plane's
+  readonly serviceName: string; // tsmesh-injector
+  readonly secretName: string; // tsmesh-injector-tls
+  readonly webhookConfigName: string; // tsmesh-injector
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+/** Secret keys: kubernetes.io/tls names, plus the CA's key so any replica can renew. */
+const KEYS = { cert: 'tls.crt', key: 'tls.key', caCert: 'ca.crt', caKey: 'ca.key' } as const;
+
+const b64 = (s: string): string => Buffer.from(s).toString('base64');
+const unb64 = (s: string | undefined): string | undefined => (s === undefined ? undefined : Buffer.from(s, 'base64').toString('utf8'));
+
+function toMaterial(secret: V1Secret): Partial<ServingMaterial> {
+  const d = secret.data ?? {};
+  return { cert: unb64(d[KEYS.cert]), key: unb64(d[KEYS.key]), caCert: unb64(d[KEYS.caCert]), caKey: unb64(d[KEYS.caKey]) };
+}
+
+function secretData(m: ServingMaterial): Record<string, string> {
+  return { [KEYS.cert]: b64(m.cert), [KEYS.key]: b64(m.key), [KEYS.caCert]: b64(m.caCert), [KEYS.caKey]: b64(m.caKey) };
+}
+
+const isCode = (err: unknown, code: number): boolean => err instanceof ApiException && err.code === code;
+
+export interface ServingCertificate {
+  readonly tls: TlsPair;
+  readonly caCert: string;
+  /** When this replica should look again (renewal time of the serving certificate). */
+  readonly renewAt: number;
+}
+
+/** Reads the Secret, creating or renewing the material in it when needed. */
+export async function ensureServingCertificate(o: ServingCertOptions): Promise<ServingCertificate> {
+  const core = o.kubeConfig.makeApiClient(CoreV1Api);
+  const now = o.now ?? Date.now;
+  const dnsNames = serviceDnsNames(o.serviceName, o.namespace);
+  const log = o.logger.child({ component: 'serving-cert' });
+  for (let attempt = 1; ; attempt++) {
+    let secret: V1Secret | undefined;
+    try {
+      secret = await core.readNamespacedSecret({ name: o.secretName, namespace: o.namespace });
+    } catch (err) {
+      if (!isCode(err, 404)) throw apiError(`read Secret ${o.namespace}/${o.secretName}`, err);
+    }
+    if (!secret) {
+      const material = await generateServingMaterial({ dnsNames, now: now() });
+      try {
+        await core.createNamespacedSecret({
+          namespace: o.namespace,
+          body: { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: o.secretName, namespace: o.namespace, labels: { 'app.kubernetes.io/part-of': 'tsmesh' } }, data: secretData(material) },
+        });
+        log.info({ secret: o.secretName }, 'created the webhook serving certificate');
+        return result(material, dnsNames, now());
+      } catch (err) {
+        if (isCode(err, 409) && attempt < 5) continue; // another replica made it first: use theirs
+        throw apiError(`create Secret ${o.namespace}/${o.secretName}`, err);
+      }
+    }
+    const stored = toMaterial(secret);
+    const check = checkMaterial(stored, dnsNames, now());
+    if (check.state === 'good') return result(stored as ServingMaterial, dnsNames, now());
+    const material: ServingMaterial =
+      check.state === 'renew'
+        ? { caCert: stored.caCert!, caKey: stored.caKey!, ...(await issueServing({ caCert: stored.caCert!, caKey: stored.caKey! }, dnsNames, now())) }
+        : await generateServingMaterial({ dnsNames, now: now() });
+    try {
+      await core.replaceNamespacedSecret({
+        name: o.secretName,
+        namespace: o.namespace,
+        body: { ...secret, type: secret.type ?? 'kubernetes.io/tls', data: { ...secret.data, ...secretData(material) } },
+      });
+      log.info({ secret: o.secretName, reason: check.reason, newCA: check.state === 'replace' }, 'renewed the webhook serving certificate');
+      return result(material, dnsNames, now());
+    } catch (err) {
+      if (isCode(err, 409) && attempt < 5) continue; // renewed concurrently: read the new one
+      throw apiError(`update Secret ${o.namespace}/${o.secretName}`, err);
+    }
+  }
+}
+
+function result(m: ServingMaterial, dnsNames: readonly string[], now: number): ServingCertificate {
+  const check = checkMaterial(m, dnsNames, now);
+  return { tls: { cert: m.cert, key: m.key }, caCert: m.caCert, renewAt: check.state === 'good' ? check.renewAt : now };
+}
+
+/**
+ * Sets the caBundle of each webhook in the MutatingWebhookConfiguration that calls our
+ * Service. Returns how many webhooks were changed (0 when they already trust `caCert`).
+ * A missing configuration is not an error: it may be applied after the injector starts.
+ */
+export async function ensureCaBundle(o: ServingCertOptions, caCert: string): Promise<number> {
+  const api = o.kubeConfig.makeApiClient(AdmissionregistrationV1Api);
+  const log = o.logger.child({ component: 'serving-cert' });
+  let config;
+  try {
+    config = await api.readMutatingWebhookConfiguration({ name: o.webhookConfigName });
+  } catch (err) {
+    if (isCode(err, 404)) {
+      log.warn({ webhookConfiguration: o.webhookConfigName }, 'MutatingWebhookConfiguration not found; will set its caBundle when it appears');
+      return 0;
+    }
+    throw apiError(`read MutatingWebhookConfiguration ${o.webhookConfigName}`, err);
+  }
+  const want = b64(caCert);
+  const ops: object[] = [];
+  (config.webhooks ?? []).forEach((w, i) => {
+    const svc = w.clientConfig.service;
+    if (!svc || svc.name !== o.serviceName || svc.namespace !== o.namespace) return;
+    if (w.clientConfig.caBundle === want) return;
+    // `test` first: if the list changed since we read it, the patch fails instead of
+    // writing the wrong webhook.
+    ops.push({ op: 'test', path: `/webhooks/${i}/name`, value: w.name });
+    ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: want });
+  });
+  if (ops.length === 0) return 0;
+  try {
+    await api.patchMutatingWebhookConfiguration({ name: o.webhookConfigName, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
+  } catch (err) {
+    throw apiError(`patch the caBundle of MutatingWebhookConfiguration ${o.webhookConfigName}`, err);
+  }
+  const changed = ops.length / 2;
+  log.info({ webhookConfiguration: o.webhookConfigName, webhooks: changed }, 'set the webhook caBundle');
+  return changed;
+}
+
+export class KubeApiError extends Error {
+  override readonly name = 'KubeApiError';
+  readonly code = 'TSMESH_KUBE_API';
+  readonly status: number | undefined;
+  constructor(message: string, status: number | undefined, options?: { cause?: unknown }) {
+    super(message, options);
+    this.status = status;
+  }
+}
+
+function apiError(what: string, err: unknown): KubeApiError {
+  if (err instanceof ApiException) {
+    const body = err.body as { message?: string } | string | undefined;
+    let detail = typeof body === 'string' ? body : body?.message;
+    if (typeof body === 'string') {
+      try {
+        detail = (JSON.parse(body) as { message?: string }).message ?? body;
+      } catch {
+        /* not JSON: keep the text */
+      }
+    }
+    return new KubeApiError(`cannot ${what}: HTTP ${err.code}${detail ? `: ${detail}` : ''}`, err.code, { cause: err });
+  }
+  return new KubeApiError(`cannot ${what}: ${(err as Error).message}`, undefined, { cause: err });
+}
+
+/**
+ * Keeps the serving certificate and the caBundle right: once now, then every `intervalMs`
+ * (the Secret may have been renewed by another replica, the configuration re-applied).
+ * `onCertificate` gets each new pair; errors are logged and retried at the next tick.
+ */
+export function startServingCertLoop(
+  o: ServingCertOptions & { intervalMs?: number; onCertificate: (tls: TlsPair) => void },
+  first: ServingCertificate,
+): { stop(): void; tick(): Promise<void> } {
+  const log = o.logger.child({ component: 'serving-cert' });
+  let current = first.tls.cert;
+  const tick = async (): Promise<void> => {
+    try {
+      const s = await ensureServingCertificate(o);
+      if (s.tls.cert !== current) {
+        current = s.tls.cert;
+        o.onCertificate(s.tls);
+      }
+      await ensureCaBundle(o, s.caCert);
+    } catch (err) {
+      log.error({ err }, 'serving certificate check failed; retrying later');
+    }
+  };
+  const timer = setInterval(() => void tick(), o.intervalMs ?? 60_000);
+  timer.unref();
+  return { stop: () => clearInterval(timer), tick };
+}
