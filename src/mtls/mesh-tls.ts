@@ -1,0 +1,170 @@
+// TLS between sidecars, built from the workload identity: secure contexts (refreshed on every
+// identity 'update'; connections already open keep the context they started with), client
+// options that check the server's SPIFFE ID (URI SAN) against the one the registry expects,
+// per-peer session reuse, and the inbound TLS server for each mTLS mode.
+//
+// TLS 1.3 only; ALPN "tsmesh/1" (more protocols, e.g. "h2", can be offered via `alpn`).
+import * as tls from 'node:tls';
+import type { Socket } from 'node:net';
+import type { Logger } from '../log/log.ts';
+import type { Identity, IdentityProvider } from '../identity/provider.ts';
+import { spiffeIdOfPeerCertificate } from './peer.ts';
+
+export const MESH_ALPN = 'tsmesh/1';
+
+/** The inbound modes that terminate TLS ('disabled' never reaches TLS). */
+export type InboundTlsMode = 'strict' | 'permissive';
+
+export interface MeshPeer {
+  /** IP (or name) of the peer's sidecar. */
+  readonly host: string;
+  readonly port: number;
+  /** The SPIFFE ID the registry expects for this endpoint (spiffeIdOf({trustDomain, namespace, serviceAccount: pod.serviceAccount})). */
+  readonly spiffeId: string;
+}
+
+/** The error a client connection fails with when the server is not who the registry said. */
+export class PeerIdentityError extends Error {
+  override readonly name = 'PeerIdentityError';
+  readonly code = 'ERR_TSMESH_PEER_IDENTITY';
+  readonly expected: string;
+  readonly presented: string | null;
+  constructor(expected: string, presented: string | null, where: string) {
+    super(`${where} presented ${presented ?? 'no tsmesh SPIFFE ID'}, expected ${expected}`);
+    this.expected = expected;
+    this.presented = presented;
+  }
+}
+
+export interface MeshTlsOptions {
+  /** ALPN protocols, in preference order; default ["tsmesh/1"]. */
+  readonly alpn?: readonly string[];
+  /** Sessions kept for resumption (one per peer); default 1024. */
+  readonly sessionCacheSize?: number;
+  readonly log?: Logger;
+}
+
+export interface MeshTls {
+  /** Our own SPIFFE ID (from the identity in force). */
+  readonly ownSpiffeId: string;
+  /** The context for new connections (both directions), rebuilt on identity 'update'. */
+  secureContext(): tls.SecureContext;
+  /** Options for tls.connect to a meshed peer; prefer `connect`, which also keeps sessions. */
+  clientOptions(peer: MeshPeer, extra?: tls.ConnectionOptions): tls.ConnectionOptions;
+  /** Opens mTLS to a meshed peer; fails with PeerIdentityError (code ERR_TSMESH_PEER_IDENTITY) if it is someone else. */
+  connect(peer: MeshPeer, extra?: tls.ConnectionOptions): tls.TLSSocket;
+  /** Options for an inbound tls.Server / TLSSocket in `mode` (the current context; see `inboundServer` for refresh). */
+  serverOptions(mode: InboundTlsMode): tls.TlsOptions;
+  /**
+   * A tls.Server that never listens: hand it accepted sockets (after the first-byte detection,
+   * bytes put back with socket.unshift) with `server.emit('connection', socket)`; verified
+   * connections arrive as 'secureConnection'. Its certificate follows identity updates.
+   */
+  inboundServer(mode: InboundTlsMode, onSecure?: (socket: tls.TLSSocket) => void): tls.Server;
+  /** Stops following identity updates. */
+  close(): void;
+}
+
+export function createMeshTls(identity: IdentityProvider, options: MeshTlsOptions = {}): MeshTls {
+  const alpn = [...(options.alpn ?? [MESH_ALPN])];
+  const log = options.log?.child({ component: 'mtls' });
+  const maxSessions = options.sessionCacheSize ?? 1024;
+  const sessions = new Map<string, Buffer>();
+  const servers = new Set<{ server: tls.Server; mode: InboundTlsMode }>();
+
+  const contextOptions = (id: Identity): tls.SecureContextOptions => ({
+    cert: id.certChainPem,
+    key: id.keyPem,
+    ca: id.trustAnchorsPem,
+    minVersion: 'TLSv1.3',
+    maxVersion: 'TLSv1.3',
+  });
+  let current = identity.current();
+  let context = tls.createSecureContext(contextOptions(current));
+
+  const onUpdate = (id: Identity): void => {
+    let next: tls.SecureContext;
+    try {
+      next = tls.createSecureContext(contextOptions(id));
+    } catch (err) {
+      log?.error({ err, spiffeId: id.spiffeId }, 'cannot build a TLS context from the new identity; keeping the previous one');
+      return;
+    }
+    current = id;
+    context = next;
+    // Sessions carry the client certificate they were made with: start afresh.
+    sessions.clear();
+    for (const { server, mode } of servers) server.setSecureContext(serverContextOptions(mode));
+    log?.info({ spiffeId: id.spiffeId, notAfter: id.notAfter.toISOString() }, 'TLS contexts now use the new certificate');
+  };
+  identity.on('update', onUpdate);
+
+  const serverContextOptions = (mode: InboundTlsMode): tls.TlsOptions => ({
+    ...contextOptions(current),
+    requestCert: true,
+    // strict: the handshake fails without a client certificate chained to our anchors.
+    // permissive: it completes; peerSpiffeId() is then null and authorization decides.
+    rejectUnauthorized: mode === 'strict',
+    ALPNProtocols: alpn,
+  });
+
+  const peerKey = (p: MeshPeer): string => `${p.host}|${p.port}|${p.spiffeId}`;
+
+  const clientOptions = (peer: MeshPeer, extra: tls.ConnectionOptions = {}): tls.ConnectionOptions => {
+    const session = sessions.get(peerKey(peer));
+    return {
+      host: peer.host,
+      port: peer.port,
+      secureContext: context,
+      ALPNProtocols: alpn,
+      rejectUnauthorized: true,
+      // The identity is the URI SAN the registry expects, not the host name we dialled.
+      checkServerIdentity: (_host, cert) => {
+        const presented = spiffeIdOfPeerCertificate(cert);
+        return presented === peer.spiffeId ? undefined : new PeerIdentityError(peer.spiffeId, presented, `the server at ${peer.host}:${peer.port}`);
+      },
+      ...(session ? { session } : {}),
+      ...extra,
+    };
+  };
+
+  return {
+    get ownSpiffeId() {
+      return current.spiffeId;
+    },
+    secureContext: () => context,
+    clientOptions,
+    connect(peer, extra) {
+      const socket = tls.connect(clientOptions(peer, extra));
+      const key = peerKey(peer);
+      const myContext = context;
+      socket.on('session', (session: Buffer) => {
+        if (myContext !== context) return; // made with a certificate we no longer use
+        if (!sessions.has(key) && sessions.size >= maxSessions) sessions.delete(sessions.keys().next().value!);
+        sessions.delete(key);
+        sessions.set(key, session);
+      });
+      socket.once('error', () => sessions.delete(key)); // a failed resumption must not be retried forever
+      return socket;
+    },
+    serverOptions: serverContextOptions,
+    inboundServer(mode, onSecure) {
+      const server = tls.createServer(serverContextOptions(mode));
+      if (onSecure) server.on('secureConnection', onSecure);
+      const entry = { server, mode };
+      servers.add(entry);
+      server.once('close', () => servers.delete(entry));
+      return server;
+    },
+    close() {
+      identity.off('update', onUpdate);
+      servers.clear();
+      sessions.clear();
+    },
+  };
+}
+
+/** Hands an accepted (and possibly peeked) TCP socket to an inbound TLS server. */
+export function handOver(server: tls.Server, socket: Socket): void {
+  server.emit('connection', socket);
+}

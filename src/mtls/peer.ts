@@ -1,0 +1,44 @@
+// Reading a peer's SPIFFE ID from its certificate (the URI SAN; never the host name or CN).
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { parseSpiffeId } from '../identity/spiffe.ts';
+import { uriSans, x509 } from '../identity/x509.ts';
+
+// Peers present the same certificate for hours: remember what we parsed (by fingerprint).
+const CACHE_MAX = 1024;
+const cache = new Map<string, string | null>();
+
+/**
+ * The tsmesh SPIFFE ID of a DER certificate: its one `spiffe://` URI SAN, if that is a valid
+ * tsmesh ID (spiffe://DOMAIN/ns/NS/sa/SA); null when it has none, several, or another shape.
+ */
+export function spiffeIdOfCertificate(der: Buffer, fingerprint?: string): string | null {
+  const key = fingerprint ?? '';
+  if (key && cache.has(key)) return cache.get(key)!;
+  let id: string | null;
+  try {
+    const ids = uriSans(new x509.X509Certificate(der)).filter((u) => /^spiffe:\/\//i.test(u));
+    id = ids.length === 1 && parseSpiffeId(ids[0]!) ? ids[0]! : null;
+  } catch {
+    id = null;
+  }
+  if (key) {
+    if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value!);
+    cache.set(key, id);
+  }
+  return id;
+}
+
+export function spiffeIdOfPeerCertificate(cert: PeerCertificate | undefined | null): string | null {
+  if (!cert?.raw) return null;
+  return spiffeIdOfCertificate(cert.raw, cert.fingerprint256);
+}
+
+/**
+ * The verified SPIFFE ID of the other end of an established TLS connection, or null when the
+ * peer sent no certificate, or one that did not chain to our trust anchors (permissive mode
+ * lets those through), or one without a tsmesh SPIFFE ID. Call once per connection.
+ */
+export function peerSpiffeId(socket: TLSSocket): string | null {
+  if (!socket.authorized) return null;
+  return spiffeIdOfPeerCertificate(socket.getPeerCertificate());
+}
