@@ -53,7 +53,11 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`tsmesh ${name}: invalid configuration: ${err.message}\n`);
       return 1;
     }
-    throw err;
+    // Anything else: say what failed; the stack only when asked for (TSMESH_DEBUG=1).
+    const e = err as Error & { code?: string };
+    process.stderr.write(`tsmesh ${name}: ${e.message}${e.code ? ` [${e.code}]` : ''}\n`);
+    if (process.env.TSMESH_DEBUG) process.stderr.write(`${e.stack}\n`);
+    return 1;
   }
 }
 

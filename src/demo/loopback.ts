@@ -1,0 +1,166 @@
+// The local mesh of DESIGN.md's example on one machine, without Kubernetes: pods are loopback
+// addresses (pod-a 127.0.0.10, pod-b 127.0.0.11), each with its own `tsmesh proxy` process,
+// and a registry file stands in for the API server.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+
+export interface DemoPod {
+  readonly name: string;
+  readonly ip: string;
+  readonly labels: Record<string, string>;
+}
+
+export interface AccessLine {
+  type: 'access';
+  direction: 'inbound' | 'outbound';
+  path: string;
+  status: number;
+  duration_ms: number;
+  upstream?: string;
+  upstream_pod?: string;
+  [k: string]: unknown;
+}
+
+export interface SidecarProcess {
+  readonly pod: DemoPod;
+  readonly child: ChildProcess;
+  readonly access: AccessLine[];
+  readonly lines: Record<string, unknown>[];
+  readonly adminURL: string;
+  readonly outboundURL: string;
+}
+
+/** DESIGN.md's pods; `subnet` picks another 127.0.X.0 when a demo already runs on 127.0.0.x. */
+export function demoPods(subnet = 0): { a: DemoPod; b: DemoPod } {
+  return {
+    a: { name: 'pod-a', ip: `127.0.${subnet}.10`, labels: { app: 'web-app' } },
+    b: { name: 'pod-b', ip: `127.0.${subnet}.11`, labels: { app: 'client' } },
+  };
+}
+const TSMESH = fileURLToPath(new URL('../../bin/tsmesh.js', import.meta.url));
+
+export interface LoopbackMesh {
+  readonly dir: string;
+  readonly app: Server;
+  readonly appTimes: Map<string, number>;
+  readonly sidecars: { a: SidecarProcess; b: SidecarProcess };
+  readonly pods: { a: DemoPod; b: DemoPod };
+  close(): Promise<void>;
+}
+
+export async function startLoopbackMesh(options: { logLevel?: string } = {}): Promise<LoopbackMesh> {
+  for (let subnet = 0; ; subnet++) {
+    try {
+      return await startOn(demoPods(subnet), options);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || subnet >= 9) throw err;
+    }
+  }
+}
+
+async function startOn(pods: { a: DemoPod; b: DemoPod }, options: { logLevel?: string }): Promise<LoopbackMesh> {
+  const { a: POD_A, b: POD_B } = pods;
+  const dir = await mkdtemp(join(tmpdir(), 'tsmesh-demo-'));
+  const registryFile = join(dir, 'registry.yaml');
+  await writeFile(
+    registryFile,
+    stringify({
+      services: [{ name: 'pod-service', namespace: 'default', ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web-app' } }],
+      pods: [POD_A, POD_B].map((p) => ({ ...p, namespace: 'default', serviceAccount: p.name, meshed: true })),
+    }),
+  );
+
+  // pod-a's app: a web app on 8080 that says who it is and how long it took.
+  const appTimes = new Map<string, number>();
+  const app = createServer((req, res) => {
+    const start = performance.now();
+    const body = JSON.stringify({ message: 'Hello from pod-a', path: req.url, sawHost: req.headers.host, sawForwardedFor: req.headers['x-forwarded-for'] ?? null }) + '\n';
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(body);
+    appTimes.set(req.url ?? '', performance.now() - start);
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      app.once('error', (err: NodeJS.ErrnoException) =>
+        reject(Object.assign(new Error(err.code === 'EADDRNOTAVAIL' ? `cannot use ${POD_A.ip}: this system does not route 127.0.0.0/8 to loopback (Linux does)` : `cannot start pod-a's app on ${POD_A.ip}:8080: ${err.code}`), { code: err.code })),
+      );
+      app.listen(8080, POD_A.ip, resolve);
+    });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+
+  const started: SidecarProcess[] = [];
+  const close = async () => {
+    for (const s of started) s.child.kill('SIGTERM');
+    await Promise.all(started.map((s) => (s.child.exitCode === null ? new Promise((r) => s.child.once('exit', r)) : undefined)));
+    app.closeAllConnections();
+    await new Promise((r) => app.close(r));
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    for (const pod of [POD_A, POD_B]) started.push(await startSidecar(pod, dir, registryFile, options.logLevel));
+    await Promise.all(started.map(waitReady));
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { dir, app, appTimes, sidecars: { a: started[0]!, b: started[1]! }, pods, close };
+}
+
+async function startSidecar(pod: DemoPod, dir: string, registryFile: string, logLevel = 'info'): Promise<SidecarProcess> {
+  const annotations = join(dir, `${pod.name}.annotations`);
+  await writeFile(annotations, `tsmesh.io/log-level="${logLevel}"\n`);
+  const child = spawn(process.execPath, [TSMESH, 'proxy'], {
+    env: {
+      ...process.env,
+      POD_NAME: pod.name,
+      POD_NAMESPACE: 'default',
+      POD_IP: pod.ip,
+      SERVICE_ACCOUNT: pod.name,
+      TSMESH_BIND_ADDRESS: pod.ip,
+      TSMESH_REGISTRY: registryFile,
+      TSMESH_ANNOTATIONS: annotations,
+      TSMESH_LABELS: join(dir, `${pod.name}.labels`),
+      TSMESH_DRAIN_TIMEOUT: '2s',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const s: SidecarProcess = { pod, child, access: [], lines: [], adminURL: `http://${pod.ip}:15020`, outboundURL: `http://${pod.ip}:15001` };
+  let stderr = '';
+  child.stderr!.on('data', (c) => (stderr += c));
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    try {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      s.lines.push(entry);
+      if (entry.type === 'access') s.access.push(entry as AccessLine);
+    } catch {
+      /* not a log line */
+    }
+  });
+  child.once('exit', (code) => {
+    if (code) process.stderr.write(`${pod.name}'s sidecar exited with code ${code}\n${stderr}`);
+  });
+  return s;
+}
+
+async function waitReady(s: SidecarProcess): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (s.child.exitCode !== null) throw new Error(`${s.pod.name}'s sidecar exited (code ${s.child.exitCode}) before it was ready`);
+    try {
+      if ((await fetch(`${s.adminURL}/healthz/ready`)).ok) return;
+    } catch {
+      /* not listening yet */
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${s.pod.name}'s sidecar was not ready within 15 s`);
+}
