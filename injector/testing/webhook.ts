@@ -64,7 +64,7 @@ export async function startTestWebhook(options: { settings: InjectorSettings; na
 
 let uidCounter = 0;
 /** An AdmissionReview v1 request for a Pod CREATE, as the API server sends it. */
-export function podCreateReview(pod: object, namespace: string, extra: Record<string, unknown> = {}): object {
+export function podCreateReview(pod: unknown, namespace: string, extra: Record<string, unknown> = {}): object {
   return {
     apiVersion: 'admission.k8s.io/v1',
     kind: 'AdmissionReview',
