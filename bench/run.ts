@@ -231,7 +231,7 @@ async function main(argv: string[]): Promise<number> {
   for (const s of summaries) {
     if (s.status === 'not-available') notes.push(`${CASE_LABELS[s.caseId]}: not available yet: ${s.reasons.join('; ')}`);
     if (s.status === 'failed') notes.push(`${CASE_LABELS[s.caseId]}: FAILED (${s.errors} errors): ${s.reasons.join('; ')}`);
-    if (s.observedMtls) notes.push(`${CASE_LABELS[s.caseId]}: the server-side sidecar reports mtls="${s.observedMtls}" on inbound`);
+    if (s.observedMtls && s.observedMtls !== 'unknown') notes.push(`${CASE_LABELS[s.caseId]}: the server-side sidecar reports mtls="${s.observedMtls}" on inbound`);
   }
   for (const m of measurements) for (const w of m.warnings) notes.push(`pass ${m.pass} ${CASE_LABELS[m.caseId]}${m.position ? ` (${m.position})` : ''}: ${w}`);
   if (summaries.some((s) => s.status === 'failed')) keepWork = true;
@@ -239,7 +239,7 @@ async function main(argv: string[]): Promise<number> {
   process.stdout.write(`\n${textTable(summaries)}\n\n`);
   process.stdout.write('Latencies are medians over passes; "added" is the case minus direct in the same pass. CPU, RSS: the pair\'s processes.\n');
   for (const line of ratioLines(ratioList)) process.stdout.write(`${line}\n`);
-  if (ratioList.length === 0) process.stdout.write('No tsmesh/nginx ratios: no tsmesh case ran.\n');
+  if (ratioList.length === 0) process.stdout.write('No tsmesh/nginx ratios: no tsmesh case and its nginx counterpart both ran.\n');
   for (const n of notes) process.stdout.write(`note: ${n}\n`);
   process.stdout.write(`hypervisor steal during the run: ${steal.toFixed(1)}%; load average ${load0} before, ${load1} after; ${elapsed.toFixed(0)} s\n`);
 
@@ -270,7 +270,7 @@ async function main(argv: string[]): Promise<number> {
       '',
       markdownTable(summaries),
       '',
-      ...(ratioList.length ? ratioLines(ratioList).map((l) => `- ${l}`) : ['- No tsmesh/nginx ratios: no tsmesh case ran.']),
+      ...(ratioList.length ? ratioLines(ratioList).map((l) => `- ${l}`) : ['- No tsmesh/nginx ratios: no tsmesh case and its nginx counterpart both ran.']),
       ...(notes.length ? ['', 'Notes:', '', ...notes.map((n) => `- ${n}`)] : []),
       '',
       `![latency by percentile](results/${dated})`,

@@ -2,9 +2,10 @@
 // (server side, inbound 15006 -> the app on 127.0.0.10:8080), each a `tsmesh proxy` process
 // configured only through the environment of the contract (DESIGN.md, Sidecar settings) and a
 // registry file, as a user would run them in local mode.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { get } from 'node:http';
+import { connect as tlsConnect } from 'node:tls';
 import { stringify } from 'yaml';
 import { formatPodInfo } from '../../src/config/podinfo.ts';
 import type { PodCert } from './certs.ts';
@@ -83,7 +84,8 @@ export async function startTsmeshPair(opts: { repoRoot: string; dir: string; mtl
       await mkdir(podDir, { recursive: true });
       const annotations = join(podDir, 'annotations');
       const labels = join(podDir, 'labels');
-      await writeFile(annotations, '');
+      // The contract's only mTLS knob (pod annotation, inbound): disabled for the plain case, strict (the default) otherwise.
+      await writeFile(annotations, formatPodInfo({ 'tsmesh.io/mtls': opts.mtls ? 'strict' : 'disabled' }) + '\n');
       await writeFile(labels, formatPodInfo({ ...p.labels }) + '\n');
       const tlsDir = opts.mtls ? opts.certs.get(p.name)?.dir : undefined;
       const env = sidecarEnv(p, { registry, annotations, labels }, tlsDir);
@@ -105,7 +107,13 @@ export async function startTsmeshPair(opts: { repoRoot: string; dir: string; mtl
     await probeUntilOk(10_000);
     const observedMtls = await inboundMtls();
     if (opts.mtls && observedMtls !== 'true') {
-      throw new NotAvailable(`the sidecar does not report mTLS between the pair (tsmesh_requests_total{direction="inbound"} mtls=${observedMtls}) with TSMESH_TLS_DIR set`);
+      // The metric may not exist yet: then a handshake with pod-b's certificate tells whether pod-a's inbound takes mTLS.
+      const handshake = observedMtls === 'unknown' ? await inboundTakesMtls(opts.certs.get(topology.podB.name)!) : 'not tried';
+      if (handshake !== 'ok') {
+        throw new NotAvailable(
+          `the sidecar does not do mTLS between the pair yet (TSMESH_TLS_DIR set; pod-a's metrics: mtls=${observedMtls}; TLS handshake with pod-b's certificate to pod-a's inbound: ${handshake})`,
+        );
+      }
     }
     return { procs, observedMtls };
   } catch (err) {
@@ -125,6 +133,30 @@ async function probeUntilOk(timeoutMs: number): Promise<void> {
       await sleep(250);
     }
   }
+}
+
+/** Tries an mTLS handshake to pod-a's inbound listener with `client`'s certificate: "ok" or why not. */
+async function inboundTakesMtls(client: PodCert): Promise<string> {
+  const [cert, key, ca] = await Promise.all([readFile(client.cert), readFile(client.key), readFile(client.ca)]);
+  return new Promise((resolve) => {
+    const socket = tlsConnect({
+      host: topology.podA.ip,
+      port: topology.inboundPort,
+      cert,
+      key,
+      ca,
+      timeout: 3000,
+      // The chain must verify against the bench CA; names are SPIFFE URIs, not host names.
+      checkServerIdentity: () => undefined,
+    });
+    const done = (result: string) => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.once('secureConnect', () => done(socket.authorized ? 'ok' : `peer not verified (${String(socket.authorizationError)})`));
+    socket.once('timeout', () => done('no answer within 3 s'));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code ?? err.message));
+  });
 }
 
 /** Reads pod-a's /metrics: the mtls label of its inbound request counter. */
