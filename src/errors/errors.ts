@@ -10,7 +10,6 @@ export const codes = {
   CONNECT_FAILURE: { reason: 'connect-failure', status: 502 },
   FORBIDDEN: { reason: 'forbidden', status: 403 },
   UPSTREAM_RESET: { reason: 'upstream-reset', status: 502 },
-  OVERLOADED: { reason: 'overloaded', status: 503 },
   BAD_REQUEST: { reason: 'bad-request', status: 400 },
   HEADERS_TOO_LARGE: { reason: 'headers-too-large', status: 431 },
 } as const;
