@@ -5,6 +5,7 @@
 // is the one native call of tsmesh, made with koffi (prebuilt FFI, no compiler).
 import type { Socket } from 'node:net';
 import { createRequire } from 'node:module';
+import { endianness } from 'node:os';
 
 export interface OriginalDestination {
   readonly address: string;
@@ -83,12 +84,11 @@ function compressIpv6(groups: string[]): string {
 /** Decodes a sockaddr_in or sockaddr_in6 as the kernel filled it in. */
 export function decodeSockaddr(buf: Buffer): OriginalDestination | undefined {
   if (buf.length < 8) return undefined;
-  const family = buf.readUInt16LE(0); // sa_family_t is host order; Linux on x86/arm is little-endian
+  const family = endianness() === 'LE' ? buf.readUInt16LE(0) : buf.readUInt16BE(0); // sa_family_t is in host order
   const port = buf.readUInt16BE(2);
   if (family === AF_INET) return { address: ipv4(buf, 4), port, family: 4 };
   if (family === AF_INET6 && buf.length >= 24) {
-    const address = ipv6(buf, 8);
-    return { address, port, family: 6 };
+    return { address: ipv6(buf, 8), port, family: 6 };
   }
   return undefined;
 }
