@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Socket, type AddressInfo } from 'node:net';
-import { decodeSockaddr, originalDestination } from './origdst.ts';
+import { decodeSockaddr, originalDestination, originalDestinationAvailable } from './origdst.ts';
 
 function sockaddrIn(ip: string, port: number): Buffer {
   const buf = Buffer.alloc(16);
@@ -53,6 +53,10 @@ void test('decodeSockaddr rejects what it does not know', () => {
 
 const server = createServer();
 after(() => server.close());
+
+void test('getsockopt is bound on Linux', { skip: process.platform !== 'linux' }, () => {
+  assert.equal(originalDestinationAvailable(), true);
+});
 
 void test('a connection that was not redirected has no original destination', async () => {
   const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));

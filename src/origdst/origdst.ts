@@ -23,7 +23,7 @@ const SOCKADDR_IN6_SIZE = 28;
 
 type GetSockOpt = (fd: number, level: number, name: number, value: Buffer, length: Uint32Array) => number;
 interface Koffi {
-  load(path: string): { func(signature: string): unknown };
+  load(path: string | null): { func(signature: string): unknown };
 }
 
 let getsockopt: GetSockOpt | null | undefined;
@@ -36,12 +36,17 @@ function libcGetsockopt(): GetSockOpt | null {
   try {
     const require = createRequire(import.meta.url);
     const koffi = require('koffi') as Koffi;
-    const libc = koffi.load('libc.so.6');
+    const libc = koffi.load(null); // the process's own symbols: libc's, glibc or musl
     getsockopt = libc.func('int getsockopt(int fd, int level, int optname, void *optval, uint32_t *optlen)') as GetSockOpt;
   } catch {
     getsockopt = null;
   }
   return getsockopt;
+}
+
+/** Whether original destinations can be read here at all (Linux, koffi loaded): log it at start. */
+export function originalDestinationAvailable(): boolean {
+  return libcGetsockopt() !== null;
 }
 
 /** The file descriptor under a connected net.Socket, or undefined (closed, not a TCP socket). */
