@@ -434,6 +434,18 @@ export class NetnsCluster {
   }
 }
 
+let readable: Promise<void> | undefined;
+/** The sidecar (UID 1337) and the apps (UID 1000) run the project's Node and code: they must reach them. */
+function checkProjectReadable(): Promise<void> {
+  readable ??= (async () => {
+    for (const uid of [PROXY_UID, APP_UID]) {
+      const r = await sh('setpriv', [...asUser(uid).slice(1), 'test', '-x', NODE, '-a', '-r', TSMESH]);
+      if (r.code !== 0) throw new Error(`netns harness: UID ${uid} cannot run ${NODE} or read ${TSMESH}: the project and every folder above it must be readable by all (chmod o+rx)`);
+    }
+  })();
+  return readable;
+}
+
 /** Builds the cluster: namespaces, bridge, addresses, DNS, VIPs, registry, init rules, sidecars. */
 export async function netnsCluster(options: ClusterOptions): Promise<NetnsCluster> {
   if (process.getuid?.() !== 0) throw new Error('netns harness: needs root (network namespaces, iptables)');
@@ -442,6 +454,7 @@ export async function netnsCluster(options: ClusterOptions): Promise<NetnsCluste
   if (options.pods.length > 200) throw new Error('netns harness: at most 200 pods');
   removeStaleNamespaces();
   installExitHooks();
+  await checkProjectReadable();
 
   const id = `${PREFIX}${process.pid}-${randomBytes(3).toString('hex')}`;
   const dir = await mkdtemp(join(tmpdir(), `${id}-`));
