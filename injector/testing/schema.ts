@@ -39,8 +39,8 @@ export function unknownFields(value: unknown, type: string, path = ''): string[]
 }
 
 /** Throws an Error naming every problem of `obj` against the schema of its apiVersion and kind. */
-export async function validateObject(obj: { apiVersion?: unknown; kind?: unknown }): Promise<void> {
-  const { apiVersion, kind } = obj;
+export async function validateObject(obj: object): Promise<void> {
+  const { apiVersion, kind } = obj as { apiVersion?: unknown; kind?: unknown };
   if (typeof apiVersion !== 'string' || typeof kind !== 'string') throw new Error('object has no apiVersion and kind');
   const what = `${apiVersion} ${kind}`;
   let mod: Record<string, unknown>;
