@@ -57,9 +57,12 @@ test('allow-list entries must be SPIFFE IDs or ns/NS/sa/SA', () => {
 });
 
 test('every annotation has a default that its own parser accepts', () => {
-  for (const specs of [podAnnotations, policyAnnotations]) {
-    const d = defaultsOf(specs as Record<string, { default: unknown }>) as Record<string, unknown>;
-    assert.equal(Object.keys(d).length, Object.keys(specs).length);
+  for (const specs of [podAnnotations, policyAnnotations] as Record<string, { default: unknown; parse: (v: string) => unknown }>[]) {
+    assert.deepEqual(Object.keys(defaultsOf(podAnnotations)), Object.keys(podAnnotations));
+    for (const [key, spec] of Object.entries(specs)) {
+      const text = Array.isArray(spec.default) ? spec.default.join(',') : spec.default === null ? 'none' : typeof spec.default === 'number' && key.match(/timeout/) ? `${spec.default}ms` : typeof spec.default === 'number' && key === 'retry-budget' ? `${spec.default * 100}%` : String(spec.default);
+      assert.deepEqual(spec.parse(text), spec.default, key);
+    }
   }
 });
 
