@@ -27,19 +27,25 @@ export const systemClock: Clock = {
   },
 };
 
-/** A clock that moves only when told to (tests). */
+/**
+ * A clock for tests whose timers fire only when told to. Its time is either manual (a number:
+ * moved by `advance`) or read from a function (e.g. `Date.now`, so certificates stay valid for
+ * real TLS while rotation and retries are triggered at will with `fireNext`).
+ */
 export class ManualClock implements Clock {
   #now: number;
+  readonly #source: (() => number) | undefined;
   #timers: { at: number; seq: number; fn: () => void }[] = [];
   #seq = 0;
-  constructor(start = Date.now()) {
-    this.#now = start;
+  constructor(start: number | (() => number) = Date.now()) {
+    this.#source = typeof start === 'function' ? start : undefined;
+    this.#now = typeof start === 'function' ? start() : start;
   }
   now(): number {
-    return this.#now;
+    return this.#source ? this.#source() : this.#now;
   }
   setTimer(fn: () => void, ms: number): Timer {
-    const t = { at: this.#now + Math.max(0, ms), seq: this.#seq++, fn };
+    const t = { at: this.now() + Math.max(0, ms), seq: this.#seq++, fn };
     this.#timers.push(t);
     return { cancel: () => void (this.#timers = this.#timers.filter((x) => x !== t)) };
   }
@@ -47,22 +53,35 @@ export class ManualClock implements Clock {
   get pending(): number {
     return this.#timers.length;
   }
-  /** When the next timer fires (or undefined). */
+  /** When the next timer is due (or undefined). */
   get nextAt(): number | undefined {
-    return this.#timers.length ? Math.min(...this.#timers.map((t) => t.at)) : undefined;
+    return this.#earliest()?.at;
+  }
+  #earliest(limit = Infinity): { at: number; seq: number; fn: () => void } | undefined {
+    return this.#timers.filter((t) => t.at <= limit).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
+  }
+  #fire(t: { at: number; fn: () => void }): void {
+    this.#timers = this.#timers.filter((x) => x !== t);
+    if (!this.#source) this.#now = Math.max(this.#now, t.at);
+    t.fn();
+  }
+  /** Fires the earliest timer now, whenever it is due (manual time jumps to it). False if none. */
+  fireNext(): boolean {
+    const t = this.#earliest();
+    if (!t) return false;
+    this.#fire(t);
+    return true;
   }
   /**
-   * Moves time forward by `ms`, firing due timers in order; after each, lets pending promise
-   * work settle (I/O included, with a macrotask turn) so async work it started can schedule the next.
+   * Manual time only: moves forward by `ms`, firing due timers in order; after each, one
+   * macrotask turn lets the work it started schedule more (await the component's own events
+   * for slower work).
    */
   async advance(ms: number): Promise<void> {
+    if (this.#source) throw new Error('advance() needs a manual clock; this one follows a time source (use fireNext)');
     const end = this.#now + ms;
-    for (;;) {
-      const due = this.#timers.filter((t) => t.at <= end).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
-      if (!due) break;
-      this.#timers = this.#timers.filter((t) => t !== due);
-      this.#now = Math.max(this.#now, due.at);
-      due.fn();
+    for (let t = this.#earliest(end); t; t = this.#earliest(end)) {
+      this.#fire(t);
       await new Promise((r) => setImmediate(r));
     }
     this.#now = end;

@@ -8,7 +8,7 @@ import * as tls from 'node:tls';
 import type { Socket } from 'node:net';
 import type { Logger } from '../log/log.ts';
 import type { Identity, IdentityProvider } from '../identity/provider.ts';
-import { spiffeIdOfPeerCertificate } from './peer.ts';
+import { peerSpiffeId, rememberVerifiedServer, spiffeIdOfPeerCertificate } from './peer.ts';
 
 export const MESH_ALPN = 'tsmesh/1';
 
@@ -36,6 +36,35 @@ export class PeerIdentityError extends Error {
   }
 }
 
+/** Why an inbound TLS connection was refused after its handshake (emitted as the server's 'tlsClientError'). */
+export class PeerRejectedError extends Error {
+  override readonly name = 'PeerRejectedError';
+  readonly code = 'ERR_TSMESH_PEER_REJECTED';
+  /** OpenSSL's verdict (CERT_HAS_EXPIRED, UNABLE_TO_GET_ISSUER_CERT_LOCALLY, ...), NO_CERTIFICATE or NO_SPIFFE_ID. */
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+/**
+ * The inbound admission rule of a mode, for a TLS socket whose handshake is done:
+ * strict needs a client certificate chained to our trust anchors and carrying a tsmesh SPIFFE ID;
+ * permissive admits anyone (the peer then has the verified ID, or none).
+ */
+export function admitPeer(socket: tls.TLSSocket, mode: InboundTlsMode): { spiffeId: string | null } | PeerRejectedError {
+  const spiffeId = peerSpiffeId(socket);
+  if (mode === 'permissive' || spiffeId) return { spiffeId };
+  const who = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? ''}`;
+  if (!socket.authorized) {
+    const hasCert = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+    const reason = hasCert ? String(socket.authorizationError ?? 'UNAUTHORIZED') : 'NO_CERTIFICATE';
+    return new PeerRejectedError(reason, hasCert ? `client ${who} refused: its certificate does not verify against the mesh trust anchors (${reason})` : `client ${who} refused: no client certificate (strict mTLS)`);
+  }
+  return new PeerRejectedError('NO_SPIFFE_ID', `client ${who} refused: its certificate carries no tsmesh SPIFFE ID`);
+}
+
 export interface MeshTlsOptions {
   /** ALPN protocols, in preference order; default ["tsmesh/1"]. */
   readonly alpn?: readonly string[];
@@ -53,14 +82,20 @@ export interface MeshTls {
   clientOptions(peer: MeshPeer, extra?: tls.ConnectionOptions): tls.ConnectionOptions;
   /** Opens mTLS to a meshed peer; fails with PeerIdentityError (code ERR_TSMESH_PEER_IDENTITY) if it is someone else. */
   connect(peer: MeshPeer, extra?: tls.ConnectionOptions): tls.TLSSocket;
-  /** Options for an inbound tls.Server / TLSSocket in `mode` (the current context; see `inboundServer` for refresh). */
+  /**
+   * Options for an inbound tls.Server / TLSSocket in `mode` (the current context; `inboundServer`
+   * follows updates). Strict rejects bad client certificates inside Node, without a reason.
+   */
   serverOptions(mode: InboundTlsMode): tls.TlsOptions;
   /**
    * A tls.Server that never listens: hand it accepted sockets (after the first-byte detection,
-   * bytes put back with socket.unshift) with `server.emit('connection', socket)`; verified
-   * connections arrive as 'secureConnection'. Its certificate follows identity updates.
+   * bytes put back with socket.unshift) with `handOver(server, socket)`. Admitted connections
+   * (see `admitPeer`) go to `onSecure` with the peer's SPIFFE ID (null: permissive, unauthenticated)
+   * and are emitted as 'meshConnection'; do not use 'secureConnection', which also sees refused
+   * ones. Refusals and failed handshakes are 'tlsClientError' events (PeerRejectedError for the
+   * former). Its certificate follows identity updates.
    */
-  inboundServer(mode: InboundTlsMode, onSecure?: (socket: tls.TLSSocket) => void): tls.Server;
+  inboundServer(mode: InboundTlsMode, onSecure?: (socket: tls.TLSSocket, peerSpiffeId: string | null) => void): tls.Server;
   /** Stops following identity updates. */
   close(): void;
 }
@@ -94,7 +129,7 @@ export function createMeshTls(identity: IdentityProvider, options: MeshTlsOption
     context = next;
     // Sessions carry the client certificate they were made with: start afresh.
     sessions.clear();
-    for (const { server, mode } of servers) server.setSecureContext(serverContextOptions(mode));
+    for (const { server } of servers) server.setSecureContext(contextOptions(current));
     log?.info({ spiffeId: id.spiffeId, notAfter: id.notAfter.toISOString() }, 'TLS contexts now use the new certificate');
   };
   identity.on('update', onUpdate);
@@ -138,6 +173,7 @@ export function createMeshTls(identity: IdentityProvider, options: MeshTlsOption
       const socket = tls.connect(clientOptions(peer, extra));
       const key = peerKey(peer);
       const myContext = context;
+      socket.once('secureConnect', () => rememberVerifiedServer(socket, peer.spiffeId));
       socket.on('session', (session: Buffer) => {
         if (myContext !== context) return; // made with a certificate we no longer use
         if (!sessions.has(key) && sessions.size >= maxSessions) sessions.delete(sessions.keys().next().value!);
@@ -149,8 +185,19 @@ export function createMeshTls(identity: IdentityProvider, options: MeshTlsOption
     },
     serverOptions: serverContextOptions,
     inboundServer(mode, onSecure) {
-      const server = tls.createServer(serverContextOptions(mode));
-      if (onSecure) server.on('secureConnection', onSecure);
+      // Verification is decided by admitPeer after the handshake (not inside Node), so every
+      // refusal has a reason to log and count.
+      const server = tls.createServer({ ...serverContextOptions(mode), rejectUnauthorized: false });
+      server.on('secureConnection', (socket: tls.TLSSocket) => {
+        const verdict = admitPeer(socket, mode);
+        if (verdict instanceof PeerRejectedError) {
+          socket.destroy();
+          server.emit('tlsClientError', verdict, socket);
+          return;
+        }
+        onSecure?.(socket, verdict.spiffeId);
+        server.emit('meshConnection', socket, verdict.spiffeId);
+      });
       const entry = { server, mode };
       servers.add(entry);
       server.once('close', () => servers.delete(entry));

@@ -33,6 +33,15 @@ export function spiffeIdOfPeerCertificate(cert: PeerCertificate | undefined | nu
   return spiffeIdOfCertificate(cert.raw, cert.fingerprint256);
 }
 
+// Client connections made by MeshTls.connect: the server's ID was checked at the full handshake.
+// On a resumed TLS 1.3 session Node shows no peer certificate (and runs no checkServerIdentity;
+// sessions are kept per expected ID, so a resumption is with the server that passed the check).
+const verifiedServers = new WeakMap<TLSSocket, string>();
+
+export function rememberVerifiedServer(socket: TLSSocket, spiffeId: string): void {
+  verifiedServers.set(socket, spiffeId);
+}
+
 /**
  * The verified SPIFFE ID of the other end of an established TLS connection, or null when the
  * peer sent no certificate, or one that did not chain to our trust anchors (permissive mode
@@ -40,5 +49,7 @@ export function spiffeIdOfPeerCertificate(cert: PeerCertificate | undefined | nu
  */
 export function peerSpiffeId(socket: TLSSocket): string | null {
   if (!socket.authorized) return null;
+  const known = verifiedServers.get(socket);
+  if (known) return known;
   return spiffeIdOfPeerCertificate(socket.getPeerCertificate());
 }
