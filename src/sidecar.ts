@@ -15,6 +15,7 @@ import { createOutbound } from './outbound/outbound.ts';
 import { createInbound } from './inbound/inbound.ts';
 import { createAdmin } from './admin/admin.ts';
 import { Tracker } from './lifecycle/tracker.ts';
+import { originalDestination, originalDestinationAvailable } from './origdst/origdst.ts';
 import type { Logger } from './log/log.ts';
 
 export interface Sidecar {
@@ -67,13 +68,38 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
     registry.replace({ services: [], pods: [] });
   }
 
-  const pools = new ConnectionPools(plainDialer({ inboundPort: settings.inboundPort, localAddress: isUnspecified(settings.bindAddress) ? undefined : settings.bindAddress }));
+  const dialer = plainDialer({ inboundPort: settings.inboundPort, localAddress: isUnspecified(settings.bindAddress) ? undefined : settings.bindAddress });
+  const pools = new ConnectionPools(dialer);
   registry.on('change', (view) => pools.retain(({ ip }) => ip === settings.podIP || view.podByIP(ip) !== undefined));
   const forwarder = createForwarder();
   const accessLog = log.child({ component: 'access' });
 
-  const outbound = createOutbound({ namespace: settings.podNamespace, registry, balancer: roundRobin(), pools, forwarder, tracker, log: accessLog });
-  const inbound = createInbound({ podIP: settings.podIP, config, pools, forwarder, tracker, log: accessLog, preambleTimeoutMs: 5_000 });
+  // Interception: the original destination of redirected connections (SO_ORIGINAL_DST).
+  if (!originalDestinationAvailable()) log.warn({ code: 'TSMESH_NO_ORIGINAL_DST' }, 'cannot read original destinations on this system: only explicit (HTTP_PROXY) outbound traffic will be routed');
+  const outbound = createOutbound({
+    namespace: settings.podNamespace,
+    config,
+    registry,
+    dialer,
+    detectTimeoutMs: settings.detectTimeoutMs,
+    originalDestination,
+    balancer: roundRobin(),
+    pools,
+    forwarder,
+    tracker,
+    log: accessLog,
+  });
+  const inbound = createInbound({
+    podIP: settings.podIP,
+    config,
+    pools,
+    forwarder,
+    tracker,
+    log: accessLog,
+    preambleTimeoutMs: 5_000,
+    detectTimeoutMs: settings.detectTimeoutMs,
+    originalPort: (socket) => originalDestination(socket)?.port,
+  });
 
   let draining = false;
   let drained: Promise<void> | undefined;
@@ -99,18 +125,24 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
     },
   });
 
+  // In a pod the outbound listener takes only loopback (iptables REDIRECT delivers the app's
+  // connections to 127.0.0.1 / ::1), so it is no open proxy for other pods; the inbound and
+  // admin listeners take every address, IPv4 and IPv6. In local mode all bind the pod's address.
   const outboundListener = createNetServer({ noDelay: true }, (s) => outbound.handleConnection(s));
+  const outboundListener6 = createNetServer({ noDelay: true }, (s) => outbound.handleConnection(s));
   const inboundListener = createNetServer({ noDelay: true }, (s) => inbound.handleConnection(s));
+  const inPod = isUnspecified(settings.bindAddress);
   let outboundAddr: AddressInfo, inboundAddr: AddressInfo, adminAddr: AddressInfo;
   try {
     [outboundAddr, inboundAddr, adminAddr] = await Promise.all([
-      listen(outboundListener, settings.bindAddress, settings.outboundPort, 'outbound'),
-      listen(inboundListener, settings.bindAddress, settings.inboundPort, 'inbound'),
-      listen(admin, settings.bindAddress, settings.adminPort, 'admin'),
+      listen(outboundListener, inPod ? '127.0.0.1' : settings.bindAddress, settings.outboundPort, 'outbound'),
+      listenAll(inboundListener, settings.bindAddress, settings.inboundPort, 'inbound'),
+      listenAll(admin, settings.bindAddress, settings.adminPort, 'admin'),
     ]);
+    if (inPod) await listen(outboundListener6, '::1', outboundAddr.port, 'outbound (IPv6)').catch((err: Error) => log.debug({ err: err.message }, 'no IPv6 loopback; outbound listens on IPv4 only'));
   } catch (err) {
     for (const w of watches) w.close();
-    for (const s of [outboundListener, inboundListener, admin]) if (s.listening) s.close();
+    for (const s of [outboundListener, outboundListener6, inboundListener, admin]) if (s.listening) s.close();
     pools.close();
     forwarder.close();
     throw err;
@@ -122,7 +154,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
     for (const w of watches) w.close();
     for (const s of httpServers) s.closeAllConnections();
     admin.closeAllConnections();
-    await Promise.all([close(outboundListener), close(inboundListener), close(admin)]);
+    await Promise.all([close(outboundListener), close(outboundListener6), close(inboundListener), close(admin)]);
     pools.close();
     forwarder.close();
   };
@@ -132,6 +164,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
       draining = true;
       log.info({ inFlight: tracker.active, deadlineMs: settings.drainTimeoutMs }, 'draining: no new connections; waiting for in-flight requests');
       outboundListener.close();
+      outboundListener6.close();
       inboundListener.close();
       const idle = setInterval(() => httpServers.forEach((s) => s.closeIdleConnections()), 100);
       httpServers.forEach((s) => s.closeIdleConnections());
@@ -167,8 +200,19 @@ function listen(server: NetServer | Server, host: string, port: number, name: st
   });
 }
 
+/** Listens on every address: dual-stack `::` where the system has IPv6, else 0.0.0.0. */
+async function listenAll(server: NetServer | Server, host: string, port: number, name: string): Promise<AddressInfo> {
+  if (host !== '0.0.0.0') return listen(server, host, port, name);
+  try {
+    return await listen(server, '::', port, name);
+  } catch (err) {
+    if (!['EAFNOSUPPORT', 'EADDRNOTAVAIL'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    return listen(server, '0.0.0.0', port, name);
+  }
+}
+
 function close(server: NetServer | Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
+  return new Promise((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
 }
 
 const isUnspecified = (address: string) => address === '0.0.0.0' || address === '::';

@@ -1,7 +1,8 @@
 // The inbound pipeline (listener 15006): calls to this pod's app. Per connection:
 //   target port  the mesh preamble from a peer sidecar, or the original destination port of a
 //                redirected connection (interception), else refused
-//   protocol     opaque ports (annotation) are piped as TCP; the rest is HTTP/1.1
+//   protocol     opaque (the preamble says so, or an opaque port) is piped as TCP; the rest is
+//                HTTP/1.1 when its first bytes are, else TCP
 // and per HTTP request:
 //   forward      to the app at the pod's own IP (not 127.0.0.1: an app that listens only on
 //                localhost chose not to be reachable from other pods) and the target port
@@ -9,6 +10,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { readPreamble } from '../mesh/preamble.ts';
+import { detectProtocol } from '../detect/detect.ts';
 import { onClientError } from '../http/client-error.ts';
 import { setForwarded } from '../http/headers.ts';
 import { pipeSockets } from '../tcp/pipe.ts';
@@ -28,6 +30,7 @@ export interface InboundDeps {
   readonly tracker: Tracker;
   readonly log: Logger;
   readonly preambleTimeoutMs: number;
+  readonly detectTimeoutMs: number;
   /** The original destination of a redirected connection (interception); undefined when not redirected. */
   readonly originalPort?: (socket: Socket) => number | undefined;
 }
@@ -98,16 +101,20 @@ export function createInbound(deps: InboundDeps): { server: Server; handleConnec
     handleConnection(socket) {
       socket.setNoDelay(true);
       socket.on('error', () => socket.destroy());
-      const redirected = deps.originalPort?.(socket);
-      const route = (port: number) => {
-        if (config.pod['opaque-ports'].includes(port)) return opaque(socket, port);
+      const http = (port: number) => {
         appPort.set(socket, port);
         server.emit('connection', socket);
         socket.resume();
       };
-      if (redirected !== undefined) return route(redirected);
+      const redirected = deps.originalPort?.(socket);
+      if (redirected !== undefined) {
+        // a caller without a sidecar, redirected here by iptables
+        if (config.pod['opaque-ports'].includes(redirected)) return opaque(socket, redirected);
+        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => (protocol === 'http1' ? http(redirected) : opaque(socket, redirected)));
+        return;
+      }
       readPreamble(socket, deps.preambleTimeoutMs).then((r) => {
-        if ('port' in r) return route(r.port);
+        if ('port' in r) return r.opaque || config.pod['opaque-ports'].includes(r.port) ? opaque(socket, r.port) : http(r.port);
         const reason = 'error' in r ? r.error : 'no mesh preamble and not a redirected connection';
         log.warn({ code: 'TSMESH_INBOUND_NO_TARGET', client: socket.remoteAddress, reason }, `inbound connection refused: ${reason}`);
         socket.destroy();

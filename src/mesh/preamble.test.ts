@@ -24,7 +24,7 @@ async function accept(send: (s: Socket) => void, timeoutMs = 200) {
 
 test('reads the port and leaves the following bytes for the next stage', async () => {
   const { result, rest } = await accept((c) => c.write(Buffer.concat([preamble(8080), Buffer.from('GET / HTTP/1.1\r\n')])));
-  assert.deepEqual(result, { port: 8080 });
+  assert.deepEqual(result, { port: 8080, opaque: false });
   assert.equal(rest, 'GET / HTTP/1.1\r\n');
 });
 
@@ -34,8 +34,14 @@ test('a preamble split over several packets', async () => {
     setTimeout(() => c.write('ESH/1 90'), 10);
     setTimeout(() => c.write('00\r\nhello'), 20);
   });
-  assert.deepEqual(result, { port: 9000 });
+  assert.deepEqual(result, { port: 9000, opaque: false });
   assert.equal(rest, 'hello');
+});
+
+test('opaque TCP is marked so the inbound side does not parse it', async () => {
+  const { result, rest } = await accept((c) => c.write(Buffer.concat([preamble(3306, true), Buffer.from([0, 1, 2])])));
+  assert.deepEqual(result, { port: 3306, opaque: true });
+  assert.equal(rest, '\u0000\u0001\u0002');
 });
 
 test('no preamble: every byte is put back', async () => {
@@ -45,7 +51,7 @@ test('no preamble: every byte is put back', async () => {
 });
 
 test('bad ports and over-long lines are errors', async () => {
-  assert.deepEqual((await accept((c) => c.write('TSMESH/1 70000\r\n'))).result, { error: 'bad port in preamble: "70000"' });
+  assert.deepEqual((await accept((c) => c.write('TSMESH/1 70000\r\n'))).result, { error: 'bad preamble: "70000"' });
   assert.deepEqual((await accept((c) => c.write(`TSMESH/1 ${'9'.repeat(40)}`))).result, { error: 'preamble line too long' });
 });
 

@@ -1,7 +1,8 @@
 // The mesh transport between sidecars. An outbound sidecar connects to a meshed pod's inbound
 // port (15006) directly, as Linkerd does with its inbound port, and opens the connection with
-// one line naming the app port it wants: `TSMESH/1 <port>\r\n`. The same path then serves
-// HTTP and opaque TCP, with or without iptables, and (with mTLS) the line travels encrypted.
+// one line naming the app port it wants and, for opaque TCP, saying so:
+// `TSMESH/1 <port>\r\n` or `TSMESH/1 <port> tcp\r\n`. The same path then serves HTTP and
+// opaque TCP, with or without iptables, and (with mTLS) the line travels encrypted.
 // Redirected connections from unmeshed callers carry no preamble: their original
 // destination port (SO_ORIGINAL_DST) names the app port instead.
 import type { Socket } from 'node:net';
@@ -9,11 +10,11 @@ import type { Socket } from 'node:net';
 const MAGIC = 'TSMESH/1 ';
 const MAX_LINE = 32;
 
-export function preamble(port: number): Buffer {
-  return Buffer.from(`${MAGIC}${port}\r\n`, 'latin1');
+export function preamble(port: number, opaque = false): Buffer {
+  return Buffer.from(`${MAGIC}${port}${opaque ? ' tcp' : ''}\r\n`, 'latin1');
 }
 
-export type PreambleResult = { port: number } | { absent: true } | { error: string };
+export type PreambleResult = { port: number; opaque: boolean } | { absent: true } | { error: string };
 
 /**
  * Reads the preamble from a new connection. Bytes after it (or all bytes, when there is no
@@ -41,9 +42,10 @@ export function readPreamble(socket: Socket, timeoutMs: number): Promise<Preambl
         return;
       }
       const text = buffered.toString('latin1', MAGIC.length, nl).trim();
-      const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
-      if (!(port >= 1 && port <= 65535)) return finish({ error: `bad port in preamble: "${text}"` }, Buffer.alloc(0));
-      finish({ port }, buffered.subarray(nl + 1));
+      const m = /^(\d{1,5})( tcp)?$/.exec(text);
+      const port = m ? Number(m[1]) : NaN;
+      if (!(port >= 1 && port <= 65535)) return finish({ error: `bad preamble: "${text}"` }, Buffer.alloc(0));
+      finish({ port, opaque: m![2] !== undefined }, buffered.subarray(nl + 1));
     };
     const onEnd = () => finish({ error: 'connection closed before the preamble' }, Buffer.alloc(0));
     const timer = setTimeout(() => finish({ absent: true }, buffered), timeoutMs);

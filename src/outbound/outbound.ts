@@ -1,13 +1,26 @@
-// The outbound pipeline (listener 15001): the app's requests to other services.
-// Explicit mode: the request's authority (Host, or the absolute-form URL a client with
-// HTTP_PROXY sends) names the service. Per request, in order:
-//   route       authority -> service port in the registry (unknown: 503 no-healthy-endpoints)
+// The outbound pipeline (listener 15001): the app's connections to other services.
+// Per connection:
+//   destination  the original destination (iptables REDIRECT): a ClusterIP:port is a service
+//                port, a pod IP a pod, anything else passes through unchanged as TCP; a
+//                connection sent here on purpose (HTTP_PROXY, explicit mode) has none
+//   protocol     opaque ports are TCP; else the first bytes decide (HTTP/1.x, or TCP)
+// Per HTTP request, in order:
+//   route       the connection's destination, or (explicit mode) the authority: Host, or the
+//               absolute-form URL of an HTTP_PROXY client (unknown: 503 no-healthy-endpoints)
 //   balance     pick one of the service's ready endpoints
 //   connect     keep-alive pool to the endpoint (its sidecar's inbound port when meshed)
 //   forward     http-proxy, streaming both ways
 //   observe     access log
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { detectProtocol } from '../detect/detect.ts';
+import { pipeSockets } from '../tcp/pipe.ts';
+import { logTcp } from '../log/access.ts';
+import { podAnnotations } from '../config/annotations.ts';
+import type { OriginalDestination } from '../origdst/origdst.ts';
+import type { Dialer, Destination } from '../upstream/dial.ts';
+import type { LiveConfig } from '../config/live.ts';
+import type { Pod, Service } from '../registry/model.ts';
 import { ProxyError } from '../errors/errors.ts';
 import { sendProxyError } from '../errors/response.ts';
 import { onClientError } from '../http/client-error.ts';
@@ -23,7 +36,13 @@ import type { Tracker } from '../lifecycle/tracker.ts';
 
 export interface OutboundDeps {
   readonly namespace: string;
+  readonly config: LiveConfig;
   readonly registry: Registry;
+  readonly dialer: Dialer;
+  /** How long a silent new connection waits before it is treated as opaque TCP. */
+  readonly detectTimeoutMs: number;
+  /** The original destination of a redirected connection; undefined when sent here on purpose. */
+  readonly originalDestination: (socket: Socket) => OriginalDestination | undefined;
   readonly balancer: Balancer;
   readonly pools: ConnectionPools;
   readonly forwarder: Forwarder;
@@ -33,22 +52,78 @@ export interface OutboundDeps {
 
 interface Routed {
   authority: string;
-  target: ServiceTarget;
+  target: ServiceTarget | undefined;
   endpoint: Endpoint;
 }
 
+/** Where a redirected connection was going, as the registry knows it. */
+type ConnectionTarget =
+  | { kind: 'service'; target: ServiceTarget }
+  | { kind: 'pod'; endpoint: Endpoint }
+  | { kind: 'passthrough'; address: string; port: number };
+
 export function createOutbound(deps: OutboundDeps): { server: Server; handleConnection(socket: Socket): void } {
-  const { registry, balancer, pools, forwarder, tracker, log } = deps;
+  const { registry, balancer, pools, forwarder, tracker, log, config } = deps;
+  const connections = new WeakMap<Socket, ConnectionTarget>();
+
+  const pick = (target: ServiceTarget): Endpoint => {
+    const key = `${target.service.namespace}/${target.service.name}:${target.port.port}`;
+    const endpoint = balancer.pick(key, registry.view.endpoints(target));
+    if (!endpoint) throw new ProxyError('NO_HEALTHY_ENDPOINTS', `service ${key} has no ready endpoints`);
+    return endpoint;
+  };
 
   const route = (req: IncomingMessage): Routed => {
-    const authority = authorityOf(req);
-    const view = registry.view;
-    const target = authority ? view.byAuthority(authority, deps.namespace) : undefined;
-    if (!target) throw new ProxyError('NO_HEALTHY_ENDPOINTS', `no service in the registry for authority "${authority ?? ''}"`);
-    const key = `${target.service.namespace}/${target.service.name}:${target.port.port}`;
-    const endpoint = balancer.pick(key, view.endpoints(target));
-    if (!endpoint) throw new ProxyError('NO_HEALTHY_ENDPOINTS', `service ${key} has no ready endpoints`);
-    return { authority: authority!, target, endpoint };
+    const authority = authorityOf(req) ?? '';
+    const conn = connections.get(req.socket);
+    if (conn?.kind === 'pod') return { authority, target: undefined, endpoint: conn.endpoint };
+    const target = conn?.kind === 'service' ? conn.target : registry.view.byAuthority(authority, deps.namespace);
+    if (!target) throw new ProxyError('NO_HEALTHY_ENDPOINTS', `no service in the registry for authority "${authority}"`);
+    return { authority, target, endpoint: pick(target) };
+  };
+
+  const destinationOf = (orig: OriginalDestination): ConnectionTarget => {
+    const found = registry.view.byAddress(orig.address, orig.port);
+    if (found && 'target' in found) return { kind: 'service', target: found.target };
+    if (found) return { kind: 'pod', endpoint: podEndpoint(found.pod, orig.port) };
+    return { kind: 'passthrough', address: orig.address, port: orig.port };
+  };
+
+  const isOpaque = (dest: ConnectionTarget, port: number): boolean =>
+    config.pod['opaque-ports'].includes(port) || (dest.kind === 'service' && serviceOpaquePorts(dest.target.service).includes(dest.target.port.port));
+
+  // Opaque TCP to the connection's destination: a service's endpoint, a pod, or unchanged.
+  const tcp = (client: Socket, dest: ConnectionTarget) => {
+    const start = performance.now();
+    let to: Destination;
+    let service: string | undefined;
+    try {
+      if (dest.kind === 'passthrough') to = { ip: dest.address, port: dest.port, meshed: false };
+      else {
+        const ep = dest.kind === 'service' ? pick(dest.target) : dest.endpoint;
+        to = { ip: ep.ip, port: ep.port, meshed: ep.pod.meshed };
+        if (dest.kind === 'service') service = `${dest.target.service.name}.${dest.target.service.namespace}`;
+      }
+    } catch (err) {
+      log.warn({ code: (err as ProxyError).reason, client: client.remoteAddress }, (err as Error).message);
+      client.destroy();
+      return;
+    }
+    tracker.begin();
+    const upstream = deps.dialer.dial(to, true);
+    pipeSockets(client, upstream, (o) => {
+      tracker.end();
+      logTcp(log, {
+        direction: 'outbound',
+        client: client.remoteAddress,
+        upstream: `${to.ip}:${to.port}`,
+        upstream_service: service,
+        bytes_in: o.bytesIn,
+        bytes_out: o.bytesOut,
+        duration_ms: Math.round(performance.now() - start),
+        error: o.error,
+      });
+    });
   };
 
   const finish = (req: IncomingMessage, start: number, routed: Partial<Routed>, authority: string) => (e: Exchange) => {
@@ -112,7 +187,20 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
   return {
     server,
     handleConnection(socket) {
-      server.emit('connection', socket);
+      socket.on('error', () => socket.destroy());
+      const orig = deps.originalDestination(socket);
+      if (!orig) {
+        server.emit('connection', socket); // explicit mode: the request names the service
+        return;
+      }
+      const dest = destinationOf(orig);
+      if (dest.kind === 'passthrough' || isOpaque(dest, orig.port)) return tcp(socket, dest);
+      void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => {
+        if (protocol !== 'http1') return tcp(socket, dest);
+        connections.set(socket, dest);
+        server.emit('connection', socket);
+        socket.resume();
+      });
     },
   };
 }
@@ -131,6 +219,21 @@ function pathOf(req: IncomingMessage): string {
   if (!url.startsWith('http://')) return url;
   const slash = url.indexOf('/', 7);
   return slash === -1 ? '/' : url.slice(slash);
+}
+
+function podEndpoint(pod: Pod, port: number): Endpoint {
+  return { key: `${pod.ip}:${port}`, ip: pod.ip, port, pod };
+}
+
+/** A Service may mark its own ports opaque with the same annotation pods use. */
+function serviceOpaquePorts(service: Service): number[] {
+  const raw = service.annotations['tsmesh.io/opaque-ports'];
+  if (raw === undefined) return [];
+  try {
+    return podAnnotations['opaque-ports'].parse(raw);
+  } catch {
+    return [];
+  }
 }
 
 export function targetUrl(ep: { ip: string; port: number }): string {

@@ -11,17 +11,18 @@ export interface Destination {
 }
 
 export interface Dialer {
-  dial(dest: Destination): Socket;
+  /** `opaque`: the bytes are not HTTP (the peer sidecar pipes them as TCP). */
+  dial(dest: Destination, opaque?: boolean): Socket;
 }
 
 /** `localAddress`: the pod's own address in local mode, where pods share the loopback interface. */
 export function plainDialer(options: { inboundPort: number; localAddress?: string | undefined }): Dialer {
   const local = options.localAddress ? { localAddress: options.localAddress } : {};
   return {
-    dial(dest) {
+    dial(dest, opaque = false) {
       if (!dest.meshed) return connect({ host: dest.ip, port: dest.port, noDelay: true, ...local });
       const socket = connect({ host: dest.ip, port: options.inboundPort, noDelay: true, ...local });
-      socket.write(preamble(dest.port));
+      socket.write(preamble(dest.port, opaque));
       return socket;
     },
   };
