@@ -92,6 +92,7 @@ async function measure(runner: Runner, pass: number, position: 'start' | 'end' |
       if (pair.observedMtls !== undefined) m.observedMtls = pair.observedMtls;
     }
     await probe(runner.url);
+    if (pair) m.idleRssMiB = treeMemory(pair.procs.map((p) => p.pid)).rssKiB / MiB;
     const load = { url: runner.url, rate: opts.rate, connections: opts.connections, files, workDir: work };
     say(`${label}: ${opts.warmupSeconds}s warm-up, then ${opts.seconds}s at ${opts.rate} req/s over ${opts.connections} connections`);
     const warm = await fixedRate({ ...load, seconds: opts.warmupSeconds, tag: `${tag}-warmup` });

@@ -7,7 +7,7 @@ import { CASE_LABELS, type CaseId, type CaseSummary, type Measurement, type Rati
 const ms = (v: number): string => (Number.isFinite(v) ? (Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2)) : '-');
 const num = (v: number, digits: number): string => (Number.isFinite(v) ? v.toFixed(digits) : '-');
 const int = (v: number): string => (Number.isFinite(v) ? String(Math.round(v)) : '-');
-const x = (v: number): string => (Number.isFinite(v) ? `${v.toFixed(2)}x` : '-');
+const x = (v: number): string => (Number.isFinite(v) ? `${v.toFixed(2)}x` : 'n/a');
 
 const HEADER = ['case', 'p50 ms', 'p90 ms', 'p99 ms', 'added p50', 'added p90', 'added p99', 'CPU s/1000 req', 'RSS MiB', 'peak RSS MiB', 'highest req/s'];
 
@@ -45,7 +45,7 @@ function mdTable(header: string[], body: string[][]): string {
   const cell = (c: string) => c.replace(/\|/g, '\\|');
   const out = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`];
   for (const r of body) {
-    const full = r.length === header.length ? r : [r[0], r[1], ...Array<string>(header.length - 2).fill('')];
+    const full = r.length >= header.length ? r : [...r, ...Array<string>(header.length - r.length).fill('')];
     out.push(`| ${full.map(cell).join(' | ')} |`);
   }
   return out.join('\n');
@@ -61,7 +61,7 @@ export function ratioLines(list: readonly Ratio[]): string[] {
 
 /** Every pass's own figures, so drift and outliers are visible behind the medians. */
 export function perPassTable(all: readonly Measurement[]): string {
-  const header = ['pass', 'case', 'requests', 'req/s sent', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'added p50', 'added p90', 'added p99', 'CPU s', 'CPU s/1000 req', 'RSS MiB', 'peak RSS MiB', 'highest req/s', 'errors'];
+  const header = ['pass', 'case', 'requests', 'req/s sent', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'added p50', 'added p90', 'added p99', 'CPU s', 'CPU s/1000 req', 'idle RSS MiB', 'RSS MiB', 'peak RSS MiB', 'highest req/s', 'errors'];
   const body = all.map((m) => {
     const name = m.caseId === 'direct' ? `direct (${m.position})` : m.caseId;
     if (m.status !== 'ok' || !m.latencyMs) return [String(m.pass), name, `${m.status}: ${m.reason ?? ''}`];
@@ -81,6 +81,7 @@ export function perPassTable(all: readonly Measurement[]): string {
       added('p99'),
       m.cpuSeconds === undefined ? '' : num(m.cpuSeconds, 2),
       m.cpuPer1000 === undefined ? '' : num(m.cpuPer1000, 3),
+      m.idleRssMiB === undefined ? '' : num(m.idleRssMiB, 1),
       m.rssMiB === undefined ? '' : num(m.rssMiB, 1),
       m.hwmMiB === undefined ? '' : num(m.hwmMiB, 1),
       m.maxRps === undefined ? '' : int(m.maxRps),

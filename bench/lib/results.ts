@@ -33,6 +33,8 @@ export interface Measurement {
   /** CPU seconds (user + system) of the pair's processes over the fixed-rate window. */
   cpuSeconds?: number;
   cpuPer1000?: number;
+  /** RSS right after the pair started and answered one request, before any load. */
+  idleRssMiB?: number;
   rssMiB?: number;
   hwmMiB?: number;
   processes?: number;
@@ -131,17 +133,19 @@ export function ratios(summaries: readonly CaseSummary[]): Ratio[] {
     const a = by.get(t);
     const b = by.get(n);
     if (!a || !b || a.status !== 'ok' || b.status !== 'ok') continue;
+    // A ratio of an added latency that came out at or below zero (noise in a cheap pair) means nothing: n/a.
+    const r = (x: number, y: number) => (x > 0 && y > 0 ? x / y : NaN);
     out.push({
       label,
       tsmesh: t,
       nginx: n,
       values: [
-        { name: 'added p50', ratio: a.addedMs.p50 / b.addedMs.p50 },
-        { name: 'added p90', ratio: a.addedMs.p90 / b.addedMs.p90 },
-        { name: 'added p99', ratio: a.addedMs.p99 / b.addedMs.p99 },
-        { name: 'CPU per 1000 req', ratio: a.cpuPer1000 / b.cpuPer1000 },
-        { name: 'RSS', ratio: a.rssMiB / b.rssMiB },
-        { name: 'highest req/s', ratio: a.maxRps / b.maxRps },
+        { name: 'added p50', ratio: r(a.addedMs.p50, b.addedMs.p50) },
+        { name: 'added p90', ratio: r(a.addedMs.p90, b.addedMs.p90) },
+        { name: 'added p99', ratio: r(a.addedMs.p99, b.addedMs.p99) },
+        { name: 'CPU per 1000 req', ratio: r(a.cpuPer1000, b.cpuPer1000) },
+        { name: 'RSS', ratio: r(a.rssMiB, b.rssMiB) },
+        { name: 'highest req/s', ratio: r(a.maxRps, b.maxRps) },
       ],
     });
   }
