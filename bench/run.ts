@@ -26,6 +26,11 @@ const sidecarNode = join(repoRoot, 'node_modules/.bin/node');
 const MiB = 1024;
 
 const startedAt = Date.now();
+/** Set on SIGINT/SIGTERM/SIGHUP: every process is being stopped and the run ends without a report. */
+let interrupted = false;
+function checkInterrupted(): void {
+  if (interrupted) throw new BenchError('BENCH_INTERRUPTED', 'interrupted: every process the benchmark started was stopped');
+}
 function say(text: string): void {
   const t = ((Date.now() - startedAt) / 1000).toFixed(0).padStart(4);
   process.stdout.write(`[${t}s] ${text}\n`);
@@ -135,6 +140,7 @@ async function measure(runner: Runner, pass: number, position: 'start' | 'end' |
     if (pair) m.hwmMiB = treeMemory(pids).hwmKiB / MiB;
     if (runner.id === 'tsmesh-plain' && m.observedMtls === 'true') m.warnings.push('the sidecars used mTLS in the plain case');
   } catch (err) {
+    checkInterrupted();
     if (err instanceof NotAvailable) {
       m.status = 'not-available';
       m.reason = err.message;
@@ -174,15 +180,11 @@ async function main(argv: string[]): Promise<number> {
   const machine = machineInfo();
   const work = await mkdtemp(join(tmpdir(), 'tsmesh-bench-'));
   let keepWork = opts.keepTemp;
-  let interrupted = false;
   const onSignal = (sig: NodeJS.Signals) => {
     if (interrupted) return;
     interrupted = true;
     say(`${sig}: stopping every process the benchmark started`);
-    void stopAll().finally(async () => {
-      if (!opts.keepTemp) await rm(work, { recursive: true, force: true });
-      process.exit(130);
-    });
+    void stopAll(); // what runs now fails fast, sees `interrupted` and ends the run
   };
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
 
@@ -204,6 +206,7 @@ async function main(argv: string[]): Promise<number> {
       // The pairs' order is reversed on even passes, so slow drift of the machine does not always favour the same case.
       const order = pass % 2 === 1 ? pairs : [...pairs].reverse();
       measurements.push(await measure(all.direct, pass, 'start', opts, files, work));
+      checkInterrupted();
       for (const id of order) {
         const known = unavailable.get(id);
         if (known !== undefined) {
@@ -212,12 +215,17 @@ async function main(argv: string[]): Promise<number> {
           continue;
         }
         const m = await measure(all[id], pass, undefined, opts, files, work);
+        checkInterrupted();
         if (m.status === 'not-available') unavailable.set(id, m.reason ?? '');
         measurements.push(m);
       }
       measurements.push(await measure(all.direct, pass, 'end', opts, files, work));
+      checkInterrupted();
     }
     await stopTree(app);
+  } catch (err) {
+    if (interrupted && !opts.keepTemp) await rm(work, { recursive: true, force: true });
+    throw err;
   } finally {
     await stopAll();
   }
@@ -312,7 +320,7 @@ try {
   await stopAll();
   if (err instanceof BenchError) {
     process.stderr.write(`bench: ${err.message}\n${err.code === 'BENCH_USAGE' ? `\n${HELP}` : ''}`);
-    process.exitCode = err.code === 'BENCH_USAGE' ? 2 : 1;
+    process.exitCode = err.code === 'BENCH_USAGE' ? 2 : err.code === 'BENCH_INTERRUPTED' ? 130 : 1;
   } else {
     throw err;
   }

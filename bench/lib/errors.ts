@@ -9,7 +9,8 @@ export type BenchErrorCode =
   | 'BENCH_NOT_LISTENING'
   | 'BENCH_PROBE'
   | 'BENCH_LOAD'
-  | 'BENCH_CERTS';
+  | 'BENCH_CERTS'
+  | 'BENCH_INTERRUPTED';
 
 export class BenchError extends Error {
   override readonly name = 'BenchError';
