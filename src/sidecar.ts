@@ -7,7 +7,9 @@ import { LiveConfig } from './config/live.ts';
 import { Registry } from './registry/registry.ts';
 import { fileRegistrySource } from './registry/file-source.ts';
 import { watchFile, type FileWatch } from './watch/watch.ts';
-import { roundRobin } from './balance/round-robin.ts';
+import { P2CBalancer } from './balance/p2c.ts';
+import { HealthTable } from './breaker/endpoint-health.ts';
+import { RetryBudget } from './retry/budget.ts';
 import { plainDialer } from './upstream/dial.ts';
 import { ConnectionPools } from './upstream/pool.ts';
 import { createForwarder } from './http/forward.ts';
@@ -72,6 +74,21 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
   const pools = new ConnectionPools(dialer);
   registry.on('change', (view) => pools.retain(({ ip }) => ip === settings.podIP || view.podByIP(ip) !== undefined));
   const forwarder = createForwarder();
+  // Resilience state, per endpoint (latency, breaker, ejection) and per destination (budget).
+  const balancer = new P2CBalancer();
+  const health = new HealthTable();
+  const budgets = new Map<string, RetryBudget>();
+  const budgetFor = (destination: string, ratio: number) => {
+    let b = budgets.get(destination);
+    if (!b) budgets.set(destination, (b = new RetryBudget({ ratio })));
+    else b.ratio = ratio;
+    return b;
+  };
+  registry.on('change', (view) => {
+    const live = new Set(view.services.flatMap((s) => s.ports.flatMap((p) => view.endpoints({ service: s, port: p }).map((e) => e.key))));
+    balancer.retain((key) => live.has(key));
+    health.retain((key) => live.has(key));
+  });
   const accessLog = log.child({ component: 'access' });
 
   // Interception: the original destination of redirected connections (SO_ORIGINAL_DST).
@@ -83,9 +100,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
     dialer,
     detectTimeoutMs: settings.detectTimeoutMs,
     originalDestination,
-    balancer: roundRobin(),
-    pools,
-    forwarder,
+    exchange: { forwarder, pools, balancer, health, budget: budgetFor },
     tracker,
     log: accessLog,
   });
@@ -157,6 +172,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
     await Promise.all([close(outboundListener), close(outboundListener6), close(inboundListener), close(admin)]);
     pools.close();
     forwarder.close();
+    health.close();
   };
 
   const drain = (): Promise<void> => {

@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { netnsCluster, NODE, APP_UID, type NetnsCluster } from './harness/netns.ts';
+import { eventually } from './harness/mesh.ts';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces and iptables)' : false;
 let cluster: NetnsCluster;
@@ -53,6 +54,9 @@ test("the article's example: plain curl in pod-b gets pod-a's answer through bot
   assert.equal(body.from, cluster.pod('pod-a').ip, "the app sees the request arrive from its own sidecar, at the pod's IP");
   assert.equal(body.headers['x-forwarded-for'], cluster.pod('pod-b').ip);
   assert.equal(body.headers['x-tsmesh-attempt'], '1');
+  // access lines are written when each exchange ends, a moment after curl has its answer
+  const logged = (pod: string, path: string) => sidecarLines(pod).some((l) => l.type === 'access' && l.path === path);
+  await eventually(() => logged('pod-b', '/hello') && logged('pod-a', '/hello'), 5000, 'both access lines');
   const out = sidecarLines('pod-b').filter((l) => l.type === 'access' && l.path === '/hello');
   const inn = sidecarLines('pod-a').filter((l) => l.type === 'access' && l.path === '/hello');
   assert.equal(out.length, 1, "one outbound access line in pod-b's sidecar: its own call to pod-a was not captured again (no loop)");
@@ -64,8 +68,8 @@ test("the article's example: plain curl in pod-b gets pod-a's answer through bot
 test('a call to a pod IP (not a service) goes through both sidecars too', { skip }, async () => {
   const r = await cluster.curl('pod-b', `http://${cluster.pod('pod-a').ip}:8080/by-ip`);
   assert.equal(r.status, 200, r.stderr);
-  assert.ok(sidecarLines('pod-b').some((l) => l.type === 'access' && l.path === '/by-ip' && l.upstream_pod === 'pod-a'));
-  assert.ok(sidecarLines('pod-a').some((l) => l.type === 'access' && l.path === '/by-ip'));
+  await eventually(() => sidecarLines('pod-b').some((l) => l.type === 'access' && l.path === '/by-ip' && l.upstream_pod === 'pod-a'), 5000, "pod-b's access line");
+  await eventually(() => sidecarLines('pod-a').some((l) => l.type === 'access' && l.path === '/by-ip'), 5000, "pod-a's access line");
 });
 
 test('a service whose port is excluded bypasses the sidecars', { skip }, async () => {
@@ -73,6 +77,9 @@ test('a service whose port is excluded bypasses the sidecars', { skip }, async (
   assert.equal(r.status, 200, r.stderr);
   assert.match(r.body, /^excluded /);
   assert.notEqual(r.body, `excluded ${cluster.pod('pod-a').ip}`, "the app was not called by its own sidecar");
+  // a request that is intercepted, sent after it: once its lines are there, /skip's would be too
+  assert.equal((await cluster.curl('pod-b', 'http://pod-service/after-skip')).status, 200);
+  await eventually(() => sidecarLines('pod-a').some((l) => l.path === '/after-skip'), 5000, 'the later request logged');
   assert.ok(!sidecarLines('pod-b').some((l) => l.path === '/skip'), "pod-b's sidecar did not see it");
   assert.ok(!sidecarLines('pod-a').some((l) => l.path === '/skip'), "pod-a's sidecar did not see it");
 });
@@ -89,8 +96,8 @@ test('a raw TCP echo works through interception', { skip }, async () => {
     { uid: APP_UID, timeoutMs: 10_000 },
   );
   assert.equal(r.stdout.trim(), '\x00\x01binary-ish'.trim(), r.stderr);
-  assert.ok(sidecarLines('pod-b').some((l) => l.kind === 'tcp' && l.upstream_service === 'echo.default'), 'pod-b sidecar logged the TCP connection');
-  assert.ok(sidecarLines('pod-a').some((l) => l.kind === 'tcp' && l.upstream === `${cluster.pod('pod-a').ip}:9000`), 'pod-a sidecar piped it');
+  await eventually(() => sidecarLines('pod-b').some((l) => l.kind === 'tcp' && l.upstream_service === 'echo.default'), 5000, 'pod-b sidecar logged the TCP connection');
+  await eventually(() => sidecarLines('pod-a').some((l) => l.kind === 'tcp' && l.upstream === `${cluster.pod('pod-a').ip}:9000`), 5000, 'pod-a sidecar piped it');
 });
 
 test('a server-first protocol (the client waits for a greeting) works through interception', { skip }, async () => {

@@ -1,123 +1,148 @@
-// HTTP/1.1 and WebSocket forwarding with http-proxy over the keep-alive pools. This module owns
-// the details of a proxied exchange: hop-by-hop headers, streaming both ways, an upstream that
-// dies mid-response (the client's response is cut, never left hanging), a client that goes
-// away (the upstream request is cancelled), and the bookkeeping the access log needs.
+// HTTP/1.1 and WebSocket forwarding with http-proxy over the keep-alive pools. One call to
+// `attempt` is one try of a request against one endpoint; the caller (the retry loop) sees the
+// upstream's response head or error and decides whether to `respond` with it or to try again.
+// This module owns the details of a proxied exchange: hop-by-hop headers, request bodies that
+// can be replayed, streaming both ways, an upstream that dies mid-response (the client's
+// response is cut, never left hanging), and cancelling an attempt (its upstream socket closes).
 import httpProxy from 'http-proxy';
 import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import { stripHopByHop } from './headers.ts';
 import { classifyUpstreamError, ProxyError } from '../errors/errors.ts';
 import { sendProxyError } from '../errors/response.ts';
 
-export interface Exchange {
-  status: number;
-  bytesIn: number;
-  bytesOut: number;
-  error: ProxyError | undefined;
-  /** When the upstream's response headers arrived (ms, performance.now()). */
-  responseAt: number | undefined;
+export interface AttemptHandlers {
+  /** The upstream's response head arrived; its body is not consumed yet. */
+  onResponse(proxyRes: IncomingMessage): void;
+  /** The attempt failed before a response head (connect failure, reset). */
+  onError(err: ProxyError): void;
 }
 
-interface Pending {
-  exchange: Exchange;
-  proxyReq?: ClientRequest;
-  done: (exchange: Exchange) => void;
+export interface Attempt {
+  /** Abandons the attempt: the upstream request is destroyed (its socket closed). */
+  cancel(): void;
 }
 
 export interface Forwarder {
-  /** Forwards `req` to `target` (http://ip:port) over `agent`; `done` runs once when it ends. */
-  web(req: IncomingMessage, res: ServerResponse, target: string, agent: Agent, done: (exchange: Exchange) => void): void;
-  /** Forwards a WebSocket (any HTTP/1.1 Upgrade) request. */
-  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, target: string, agent: Agent, done: (exchange: Exchange) => void): void;
+  /**
+   * Sends `req` to `target` (http://ip:port) over `agent`. `body` replaces the request's own
+   * stream (a buffered body, for a replayable request); without it `req` is streamed.
+   */
+  attempt(req: IncomingMessage, res: ServerResponse, target: string, agent: Agent, body: Readable | undefined, handlers: AttemptHandlers): Attempt;
+  /** Sends the upstream's response to the client, streaming; `done` runs when it ends or is cut. */
+  respond(res: ServerResponse, proxyRes: IncomingMessage, done: (result: { bytes: number; cut: boolean }) => void): void;
+  /** Forwards a WebSocket (any HTTP/1.1 Upgrade) request; `done` runs once when it ends. */
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, target: string, agent: Agent, done: (result: { status: number; error: ProxyError | undefined }) => void): void;
   close(): void;
 }
 
+interface Current {
+  handlers: AttemptHandlers;
+  proxyReq?: ClientRequest;
+  cancelled: boolean;
+}
+
+/** Prepares a client request's headers for forwarding, once (before the first attempt). */
+export function prepareRequestHeaders(req: IncomingMessage): void {
+  // Node answers `Expect: 100-continue` itself (as Envoy does by default), so it is not forwarded.
+  delete req.headers.expect;
+  const chunked = req.headers['transfer-encoding'] !== undefined && req.headers['content-length'] === undefined;
+  stripHopByHop(req.headers);
+  // A chunked request is re-framed as chunked (Node would not chunk e.g. a DELETE by default).
+  if (chunked) req.headers['transfer-encoding'] = 'chunked';
+}
+
 export function createForwarder(): Forwarder {
-  const proxy = httpProxy.createProxyServer({ xfwd: false, changeOrigin: false, ws: true });
-  const pending = new WeakMap<IncomingMessage, Pending>();
+  const proxy = httpProxy.createProxyServer({ xfwd: false, changeOrigin: false, ws: true, selfHandleResponse: true });
+  const current = new WeakMap<IncomingMessage, Current>();
 
-  proxy.on('proxyReq', (proxyReq, req, res) => {
-    const p = pending.get(req);
-    if (!p) return;
-    p.proxyReq = proxyReq;
-    // The client went away before the response ended: cancel the upstream request.
-    res.once('close', () => {
-      if (!res.writableFinished) proxyReq.destroy();
-    });
+  proxy.on('proxyReq', (proxyReq, req) => {
+    const c = current.get(req);
+    if (!c) return;
+    c.proxyReq = proxyReq;
+    if (c.cancelled) proxyReq.destroy();
   });
 
-  proxy.on('proxyRes', (proxyRes, req, res) => {
-    stripHopByHop(proxyRes.headers);
-    const p = pending.get(req);
-    if (!p) return;
-    p.exchange.status = proxyRes.statusCode ?? 0;
-    p.exchange.responseAt = performance.now();
-    proxyRes.on('data', (chunk: Buffer) => (p.exchange.bytesOut += chunk.length));
-    proxyRes.once('close', () => {
-      if (!proxyRes.complete) {
-        // The upstream died mid-response: cut the client's response so it sees an error.
-        p.exchange.error ??= new ProxyError('UPSTREAM_RESET', 'upstream closed the connection mid-response');
-        (res as ServerResponse).destroy();
-      }
-    });
+  proxy.on('proxyRes', (proxyRes, req) => {
+    const c = current.get(req);
+    if (!c || c.cancelled) {
+      proxyRes.destroy();
+      return;
+    }
+    c.handlers.onResponse(proxyRes);
   });
-
-  proxy.on('proxyReqWs', (proxyReq, req) => {
-    const p = pending.get(req);
-    if (!p) return;
-    p.proxyReq = proxyReq;
-    proxyReq.once('upgrade', () => (p.exchange.status = 101));
-    proxyReq.once('response', (r: IncomingMessage) => (p.exchange.status = r.statusCode ?? 0));
-  });
-
-  const begin = (req: IncomingMessage, done: (e: Exchange) => void): Pending => {
-    const p: Pending = { exchange: { status: 0, bytesIn: 0, bytesOut: 0, error: undefined, responseAt: undefined }, done };
-    pending.set(req, p);
-    return p;
-  };
 
   return {
-    web(req, res, target, agent, done) {
-      const p = begin(req, done);
-      req.on('data', (chunk: Buffer) => (p.exchange.bytesIn += chunk.length));
-      // Node answers `Expect: 100-continue` itself (as Envoy does by default), so it is not forwarded.
-      delete req.headers.expect;
-      const hadBody = req.headers['transfer-encoding'] !== undefined && req.headers['content-length'] === undefined;
-      stripHopByHop(req.headers);
-      // A chunked request is re-framed as chunked (Node would not chunk e.g. a DELETE by default).
-      if (hadBody) req.headers['transfer-encoding'] = 'chunked';
-      res.once('close', () => {
-        if (!res.writableFinished && !p.exchange.error && res.headersSent) {
-          p.exchange.error = new ProxyError('UPSTREAM_RESET', 'response not completed');
+    attempt(req, res, target, agent, body, handlers) {
+      const c: Current = { handlers, cancelled: false };
+      current.set(req, c);
+      proxy.web(req, res, { target, agent, ...(body ? { buffer: body } : {}) }, (err) => {
+        if (c.cancelled || current.get(req) !== c) return;
+        c.cancelled = true;
+        handlers.onError(classifyUpstreamError(err));
+      });
+      return {
+        cancel() {
+          if (c.cancelled) return;
+          c.cancelled = true;
+          c.proxyReq?.destroy();
+        },
+      };
+    },
+
+    respond(res, proxyRes, done) {
+      stripHopByHop(proxyRes.headers);
+      let bytes = 0;
+      let finished = false;
+      const finish = (cut: boolean) => {
+        if (finished) return;
+        finished = true;
+        done({ bytes, cut });
+      };
+      proxyRes.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      proxyRes.once('close', () => {
+        if (!proxyRes.complete) {
+          // The upstream died mid-response: cut the client's response so it sees an error.
+          res.destroy();
+          finish(true);
         }
-        if (!res.writableFinished && !res.headersSent && !p.exchange.error) p.exchange.status = 499; // client closed
-        p.done(p.exchange);
       });
-      proxy.web(req, res, { target, agent }, (err) => {
-        const error = classifyUpstreamError(err);
-        p.exchange.error = error;
-        p.exchange.status = res.headersSent ? p.exchange.status : error.status;
-        if (res.headersSent) res.destroy();
-        else sendProxyError(res, error);
+      res.once('finish', () => finish(false));
+      res.once('close', () => {
+        if (!res.writableFinished) {
+          proxyRes.destroy(); // the client went away: stop reading from the upstream
+          finish(true);
+        }
       });
+      res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, headerPairs(proxyRes));
+      proxyRes.pipe(res);
     },
 
     upgrade(req, socket, head, target, agent, done) {
-      const p = begin(req, done);
       stripHopByHop(req.headers, true);
+      let status = 0;
+      let error: ProxyError | undefined;
       let finished = false;
       const finish = () => {
         if (finished) return;
         finished = true;
-        p.exchange.bytesIn = socket.bytesRead;
-        p.exchange.bytesOut = socket.bytesWritten;
-        p.done(p.exchange);
+        done({ status, error });
       };
-      socket.once('close', finish);
+      const onProxyReq = (proxyReq: ClientRequest, r: IncomingMessage) => {
+        if (r !== req) return;
+        proxy.off('proxyReqWs', onProxyReq);
+        proxyReq.once('upgrade', () => (status = 101));
+        proxyReq.once('response', (upRes: IncomingMessage) => (status = upRes.statusCode ?? 0));
+      };
+      proxy.on('proxyReqWs', onProxyReq);
+      socket.once('close', () => {
+        proxy.off('proxyReqWs', onProxyReq);
+        finish();
+      });
       proxy.ws(req, socket, head, { target, agent }, (err) => {
-        const error = classifyUpstreamError(err);
-        p.exchange.error = error;
-        p.exchange.status = error.status;
+        error = classifyUpstreamError(err);
+        status = error.status;
         if (socket.writable && !socket.destroyed) {
           socket.end(`HTTP/1.1 ${error.status} ${error.reason}\r\nx-tsmesh-error: ${error.reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
         } else socket.destroy();
@@ -128,4 +153,59 @@ export function createForwarder(): Forwarder {
       proxy.close();
     },
   };
+}
+
+/** The upstream's headers as written (original case, repeated headers kept), for writeHead. */
+function headerPairs(proxyRes: IncomingMessage): string[] {
+  const out: string[] = [];
+  const raw = proxyRes.rawHeaders;
+  const keep = proxyRes.headers; // hop-by-hop already removed from this view
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (keep[name.toLowerCase()] === undefined) continue;
+    out.push(name, raw[i + 1]!);
+  }
+  return out;
+}
+
+export interface ForwardResult {
+  status: number;
+  error: ProxyError | undefined;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** One try, no retries (the inbound side: the app is the only endpoint). */
+export function forwardOnce(forwarder: Forwarder, req: IncomingMessage, res: ServerResponse, target: string, agent: Agent, done: (r: ForwardResult) => void): void {
+  const result: ForwardResult = { status: 0, error: undefined, bytesIn: 0, bytesOut: 0 };
+  let finished = false;
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    done(result);
+  };
+  prepareRequestHeaders(req);
+  req.on('data', (chunk: Buffer) => (result.bytesIn += chunk.length));
+  const attempt = forwarder.attempt(req, res, target, agent, undefined, {
+    onResponse(proxyRes) {
+      result.status = proxyRes.statusCode ?? 0;
+      forwarder.respond(res, proxyRes, ({ bytes, cut }) => {
+        result.bytesOut = bytes;
+        if (cut) result.error = new ProxyError('UPSTREAM_RESET', 'the response was cut');
+        finish();
+      });
+    },
+    onError(err) {
+      result.error = err;
+      result.status = err.status;
+      sendProxyError(res, err);
+      finish();
+    },
+  });
+  res.once('close', () => {
+    if (res.writableFinished || finished) return;
+    attempt.cancel();
+    if (!res.headersSent) result.status = 499;
+    finish();
+  });
 }

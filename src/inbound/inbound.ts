@@ -15,8 +15,8 @@ import { onClientError } from '../http/client-error.ts';
 import { setForwarded } from '../http/headers.ts';
 import { pipeSockets } from '../tcp/pipe.ts';
 import { logHttp, logTcp } from '../log/access.ts';
-import { targetUrl } from '../outbound/outbound.ts';
-import type { Forwarder, Exchange } from '../http/forward.ts';
+import { targetUrl } from '../outbound/exchange.ts';
+import { forwardOnce, type Forwarder, type ForwardResult } from '../http/forward.ts';
 import type { ConnectionPools } from '../upstream/pool.ts';
 import type { LiveConfig } from '../config/live.ts';
 import type { Logger } from '../log/log.ts';
@@ -39,7 +39,7 @@ export function createInbound(deps: InboundDeps): { server: Server; handleConnec
   const { podIP, config, pools, forwarder, tracker, log } = deps;
   const appPort = new WeakMap<Socket, number>();
 
-  const finish = (req: IncomingMessage, start: number, upstream: string) => (e: Exchange) => {
+  const finish = (req: IncomingMessage, start: number, upstream: string) => (e: ForwardResult) => {
     tracker.end();
     logHttp(log, {
       direction: 'inbound',
@@ -66,7 +66,7 @@ export function createInbound(deps: InboundDeps): { server: Server; handleConnec
     if (tracker.draining) res.setHeader('connection', 'close');
     setForwarded(req.headers, req.socket.remoteAddress, 'http');
     const dest = { ip: podIP, port, meshed: false };
-    forwarder.web(req, res, targetUrl(dest), pools.agentFor(dest), finish(req, start, `${podIP}:${port}`));
+    forwardOnce(forwarder, req, res, targetUrl(dest), pools.agentFor(dest), finish(req, start, `${podIP}:${port}`));
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const start = performance.now();
@@ -74,7 +74,8 @@ export function createInbound(deps: InboundDeps): { server: Server; handleConnec
     tracker.begin();
     setForwarded(req.headers, req.socket.remoteAddress, 'http');
     const dest = { ip: podIP, port, meshed: false };
-    forwarder.upgrade(req, socket, head, targetUrl(dest), pools.agentFor(dest), finish(req, start, `${podIP}:${port}`));
+    const done = finish(req, start, `${podIP}:${port}`);
+    forwarder.upgrade(req, socket, head, targetUrl(dest), pools.agentFor(dest), (r) => done({ status: r.status, error: r.error, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten }));
   });
   server.on('clientError', onClientError(log, 'inbound'));
 

@@ -17,7 +17,8 @@ export interface HttpAccess {
   bytes_out: number;
   client: string | undefined;
   error: string | undefined;
-  upstream_ms?: number;
+  upstream_ms?: number | undefined;
+  attempts?: number;
 }
 
 export interface TcpAccess {

@@ -4,12 +4,11 @@
 //                port, a pod IP a pod, anything else passes through unchanged as TCP; a
 //                connection sent here on purpose (HTTP_PROXY, explicit mode) has none
 //   protocol     opaque ports are TCP; else the first bytes decide (HTTP/1.x, or TCP)
-// Per HTTP request, in order:
+// Per HTTP request:
 //   route       the connection's destination, or (explicit mode) the authority: Host, or the
 //               absolute-form URL of an HTTP_PROXY client (unknown: 503 no-healthy-endpoints)
-//   balance     pick one of the service's ready endpoints
-//   connect     keep-alive pool to the endpoint (its sidecar's inbound port when meshed)
-//   forward     http-proxy, streaming both ways
+//   policy      defaults <- this pod's annotations <- the destination Service's annotations
+//   exchange    deadline -> retries -> balancing -> breaker -> pool -> forward (./exchange.ts)
 //   observe     access log
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -25,9 +24,7 @@ import { ProxyError } from '../errors/errors.ts';
 import { sendProxyError } from '../errors/response.ts';
 import { onClientError } from '../http/client-error.ts';
 import { logHttp } from '../log/access.ts';
-import type { Forwarder, Exchange } from '../http/forward.ts';
-import type { ConnectionPools } from '../upstream/pool.ts';
-import type { Balancer } from '../balance/round-robin.ts';
+import { runExchange, targetUrl, type ExchangeDeps, type ExchangeResult, type Destination as ExchangeDestination } from './exchange.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { ServiceTarget } from '../registry/view.ts';
 import type { Endpoint } from '../registry/model.ts';
@@ -43,17 +40,16 @@ export interface OutboundDeps {
   readonly detectTimeoutMs: number;
   /** The original destination of a redirected connection; undefined when sent here on purpose. */
   readonly originalDestination: (socket: Socket) => OriginalDestination | undefined;
-  readonly balancer: Balancer;
-  readonly pools: ConnectionPools;
-  readonly forwarder: Forwarder;
+  readonly exchange: ExchangeDeps;
   readonly tracker: Tracker;
   readonly log: Logger;
 }
 
 interface Routed {
   authority: string;
+  /** a service port; or undefined for a call to one pod (`endpoint`) */
   target: ServiceTarget | undefined;
-  endpoint: Endpoint;
+  endpoint: Endpoint | undefined;
 }
 
 /** Where a redirected connection was going, as the registry knows it. */
@@ -63,13 +59,13 @@ type ConnectionTarget =
   | { kind: 'passthrough'; address: string; port: number };
 
 export function createOutbound(deps: OutboundDeps): { server: Server; handleConnection(socket: Socket): void } {
-  const { registry, balancer, pools, forwarder, tracker, log, config } = deps;
+  const { registry, tracker, log, config } = deps;
+  const { forwarder, pools, balancer } = deps.exchange;
   const connections = new WeakMap<Socket, ConnectionTarget>();
 
   const pick = (target: ServiceTarget): Endpoint => {
-    const key = `${target.service.namespace}/${target.service.name}:${target.port.port}`;
-    const endpoint = balancer.pick(key, registry.view.endpoints(target));
-    if (!endpoint) throw new ProxyError('NO_HEALTHY_ENDPOINTS', `service ${key} has no ready endpoints`);
+    const endpoint = balancer.pick(registry.view.endpoints(target));
+    if (!endpoint) throw new ProxyError('NO_HEALTHY_ENDPOINTS', `service ${target.service.name}.${target.service.namespace} has no ready endpoints`);
     return endpoint;
   };
 
@@ -79,7 +75,17 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
     if (conn?.kind === 'pod') return { authority, target: undefined, endpoint: conn.endpoint };
     const target = conn?.kind === 'service' ? conn.target : registry.view.byAuthority(authority, deps.namespace);
     if (!target) throw new ProxyError('NO_HEALTHY_ENDPOINTS', `no service in the registry for authority "${authority}"`);
-    return { authority, target, endpoint: pick(target) };
+    return { authority, target, endpoint: undefined };
+  };
+
+  /** What the exchange needs to know of the destination: its endpoints and policy, live. */
+  const destination = (routed: Routed): ExchangeDestination => {
+    if (routed.target) {
+      const target = routed.target;
+      return { name: `${target.service.name}.${target.service.namespace}`, endpoints: () => registry.view.endpoints(target), policy: config.policyFor(target.service) };
+    }
+    const ep = routed.endpoint!;
+    return { name: ep.ip, endpoints: () => [ep], policy: config.policy };
   };
 
   const destinationOf = (orig: OriginalDestination): ConnectionTarget => {
@@ -126,7 +132,7 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
     });
   };
 
-  const finish = (req: IncomingMessage, start: number, routed: Partial<Routed>, authority: string) => (e: Exchange) => {
+  const finish = (req: IncomingMessage, start: number, routed: Partial<Routed>, authority: string) => (e: ExchangeResult) => {
     tracker.end();
     logHttp(log, {
       direction: 'outbound',
@@ -136,21 +142,22 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
       protocol: `HTTP/${req.httpVersion}`,
       status: e.status,
       duration_ms: round(performance.now() - start),
-      upstream: routed.endpoint?.key,
+      upstream: e.endpoint?.key,
       upstream_service: routed.target ? `${routed.target.service.name}.${routed.target.service.namespace}` : undefined,
-      upstream_pod: routed.endpoint?.pod.name,
+      upstream_pod: e.endpoint?.pod.name,
       bytes_in: e.bytesIn,
       bytes_out: e.bytesOut,
       client: req.socket.remoteAddress,
       error: e.error?.reason,
-      upstream_ms: e.responseAt === undefined ? undefined : round(e.responseAt - start),
+      attempts: e.attempts,
+      upstream_ms: e.upstreamMs === undefined ? undefined : round(e.upstreamMs),
     });
   };
 
   const fail = (req: IncomingMessage, res: ServerResponse, start: number, err: ProxyError) => {
     tracker.begin();
     sendProxyError(res, err);
-    finish(req, start, {}, authorityOf(req) ?? '')({ status: err.status, bytesIn: 0, bytesOut: 0, error: err, responseAt: undefined });
+    finish(req, start, {}, authorityOf(req) ?? '')({ status: err.status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
   };
 
   const server = createServer({ keepAliveTimeout: 60_000, headersTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
@@ -163,9 +170,7 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
     }
     tracker.begin();
     if (tracker.draining) res.setHeader('connection', 'close');
-    req.headers['x-tsmesh-attempt'] = '1';
-    const { endpoint } = routed;
-    forwarder.web(req, res, targetUrl(endpoint), pools.agentFor({ ip: endpoint.ip, port: endpoint.port, meshed: endpoint.pod.meshed }), finish(req, start, routed, routed.authority));
+    runExchange(deps.exchange, req, res, destination(routed), finish(req, start, routed, routed.authority));
   });
 
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -178,9 +183,20 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
       socket.end(`HTTP/1.1 ${e.status} ${e.reason}\r\nx-tsmesh-error: ${e.reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       return;
     }
+    let endpoint: Endpoint;
+    try {
+      endpoint = routed.endpoint ?? pick(routed.target!);
+    } catch (err) {
+      const e = err as ProxyError;
+      socket.end(`HTTP/1.1 ${e.status} ${e.reason}\r\nx-tsmesh-error: ${e.reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      return;
+    }
     tracker.begin();
-    const { endpoint } = routed;
-    forwarder.upgrade(req, socket, head, targetUrl(endpoint), pools.agentFor({ ip: endpoint.ip, port: endpoint.port, meshed: endpoint.pod.meshed }), finish(req, start, routed, routed.authority));
+    req.headers['x-tsmesh-attempt'] = '1';
+    const done = finish(req, start, routed, routed.authority);
+    forwarder.upgrade(req, socket, head, targetUrl(endpoint), pools.agentFor({ ip: endpoint.ip, port: endpoint.port, meshed: endpoint.pod.meshed }), (r) =>
+      done({ status: r.status, error: r.error, endpoint, attempts: 1, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, upstreamMs: undefined }),
+    );
   });
   server.on('clientError', onClientError(log, 'outbound'));
 
@@ -236,8 +252,5 @@ function serviceOpaquePorts(service: Service): number[] {
   }
 }
 
-export function targetUrl(ep: { ip: string; port: number }): string {
-  return ep.ip.includes(':') ? `http://[${ep.ip}]:${ep.port}` : `http://${ep.ip}:${ep.port}`;
-}
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;

@@ -8,6 +8,7 @@ import type { Destination, Dialer } from './dial.ts';
 class DestinationAgent extends Agent {
   readonly #dialer: Dialer;
   readonly #dest: Destination;
+  #retired = false;
   constructor(dialer: Dialer, dest: Destination, options: AgentOptions) {
     super(options);
     this.#dialer = dialer;
@@ -16,10 +17,18 @@ class DestinationAgent extends Agent {
   override createConnection(): Duplex {
     return this.#dialer.dial(this.#dest);
   }
+  override keepSocketAlive(socket: Parameters<Agent['keepSocketAlive']>[0]): boolean {
+    return !this.#retired && (super.keepSocketAlive(socket) as unknown) !== false;
+  }
+  /** Drains: requests in flight finish, then their connections close; idle ones close now. */
+  retire(): void {
+    this.#retired = true;
+    for (const sockets of Object.values(this.freeSockets)) for (const s of sockets ?? []) s.destroy();
+  }
 }
 
 export class ConnectionPools {
-  readonly #agents = new Map<string, Agent>();
+  readonly #agents = new Map<string, DestinationAgent>();
   readonly #dialer: Dialer;
   readonly #meshIdleMs: number;
   readonly #appIdleMs: number;
@@ -45,12 +54,12 @@ export class ConnectionPools {
     return agent;
   }
 
-  /** Drops the pools of destinations no longer in use (endpoints that left the registry). */
+  /** Drains the pools of destinations no longer in use (endpoints that left the registry). */
   retain(keep: (dest: { ip: string; port: number }) => boolean): void {
     for (const [key, agent] of this.#agents) {
       const [, ip, port] = /^[mp]:(.*):(\d+)$/.exec(key) ?? [];
       if (ip && !keep({ ip, port: Number(port) })) {
-        agent.destroy();
+        agent.retire();
         this.#agents.delete(key);
       }
     }
