@@ -2,12 +2,11 @@
 // keeps its caller's decision (parent-based), so a trace is whole or absent across hops; a new
 // trace (or a B3 caller that deferred the decision) is sampled with the live ratio. The ratio
 // is read per decision, so `kubectl annotate` takes effect on the next request.
-import { trace, isSpanContextValid, SamplingDecision, TraceFlags, type Context } from '@opentelemetry/api';
-import type { Sampler, SamplingResult } from '@opentelemetry/sdk-trace-base';
+//
+// The decision is made before the SDK is asked for a span, so an unsampled request never
+// reaches it (./tracing.ts); the SDK itself then samples everything it is given.
+import { TraceFlags, type Context, type SpanContext } from '@opentelemetry/api';
 import { DEFERRED_SAMPLING } from './propagation.ts';
-
-const SAMPLED: SamplingResult = Object.freeze({ decision: SamplingDecision.RECORD_AND_SAMPLED });
-const DROPPED: SamplingResult = Object.freeze({ decision: SamplingDecision.NOT_RECORD });
 
 /**
  * True when `traceId` falls under `ratio`: a pure function of the trace id, so every sidecar
@@ -20,21 +19,8 @@ export function ratioSamples(traceId: string, ratio: number): boolean {
   return parseInt(traceId.slice(-8), 16) < ratio * 0x1_0000_0000;
 }
 
-export class MeshSampler implements Sampler {
-  readonly #ratio: () => number;
-  constructor(ratio: () => number) {
-    this.#ratio = ratio;
-  }
-
-  shouldSample(context: Context, traceId: string): SamplingResult {
-    const parent = trace.getSpanContext(context);
-    if (parent && isSpanContextValid(parent) && context.getValue(DEFERRED_SAMPLING) !== true) {
-      return (parent.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED ? SAMPLED : DROPPED;
-    }
-    return ratioSamples(traceId, this.#ratio()) ? SAMPLED : DROPPED;
-  }
-
-  toString(): string {
-    return 'MeshSampler{parent-based; new traces: trace-sampling ratio}';
-  }
+/** Parent-based: the caller's sampled flag when there is a caller with a decision; else the ratio. */
+export function sampleDecision(parentContext: Context, parent: SpanContext | undefined, traceId: string, ratio: () => number): boolean {
+  if (parent && parentContext.getValue(DEFERRED_SAMPLING) !== true) return (parent.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED;
+  return ratioSamples(traceId, ratio());
 }

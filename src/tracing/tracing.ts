@@ -8,12 +8,13 @@
 // An unsampled request costs a sampling decision, two ids and the trace headers: no attributes
 // are built and nothing reaches a span processor.
 import type { IncomingHttpHeaders } from 'node:http';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
-import { BasicTracerProvider, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { randomFillSync } from 'node:crypto';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, isSpanContextValid, trace, type Attributes, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
+import { AlwaysOnSampler, BasicTracerProvider, type IdGenerator, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log/log.ts';
 import { extractContext, injectContext } from './propagation.ts';
-import { MeshSampler } from './sampler.ts';
+import { sampleDecision } from './sampler.ts';
 import { podResource, type PodIdentity } from './resource.ts';
 import { BoundedExportProcessor, createOtlpExporter, otlpTargetFromEnv, queueOptionsFromEnv, type ExportStats, type OtlpTarget, type QueueOptions } from './export.ts';
 import { ListenerProcessor, type SpanListener } from './recorder.ts';
@@ -131,18 +132,39 @@ export function createTracing(options: TracingOptions): Tracing {
   if (exportProcessor) processors.push(exportProcessor);
   const stats: ExportStats = exportProcessor?.stats ?? { exported: 0, droppedQueueFull: 0, droppedExportFailed: 0 };
 
+  const ids = new IdSource();
   const provider = new BasicTracerProvider({
     resource: podResource(options.pod),
-    sampler: new MeshSampler(options.sampling),
+    // The decision is made before a span is started (see start() below).
+    sampler: new AlwaysOnSampler(),
+    idGenerator: ids,
     spanProcessors: processors,
   });
   const tracer = provider.getTracer('tsmesh');
+  const sampling = options.sampling;
+  const start = (req: HttpRequestInfo, kind: SpanKind): Span | UnsampledSpan => {
+    const parentContext = extractContext(req.headers);
+    const found = trace.getSpanContext(parentContext);
+    const parent = found && isSpanContextValid(found) ? found : undefined;
+    const traceId = parent ? parent.traceId : randomId(16);
+    if (!sampleDecision(parentContext, parent, traceId, sampling)) {
+      return new UnsampledSpan({ traceId, spanId: randomId(8), traceFlags: TraceFlags.NONE, ...(parent?.traceState ? { traceState: parent.traceState } : {}) });
+    }
+    if (!parent) ids.offerTraceId(traceId);
+    return tracer.startSpan(spanName(req.method), { kind }, parentContext);
+  };
   if (exportTarget) log?.info({ url: exportTarget.url, protocol: exportTarget.protocol }, 'exporting spans over OTLP');
 
   let shutdown: Promise<void> | undefined;
   return {
-    client: (req) => startClient(tracer, req),
-    server: (req, peer) => startServer(tracer, req, peer),
+    client(req) {
+      const span = start(req, SpanKind.CLIENT);
+      return span instanceof UnsampledSpan ? span : clientSpan(tracer, span, req);
+    },
+    server(req, peer) {
+      const span = start(req, SpanKind.SERVER);
+      return span instanceof UnsampledSpan ? span : serverSpan(span, req, peer);
+    },
     onSpanEnd: (listener) => listeners.add(listener),
     exportTarget,
     stats,
@@ -217,6 +239,44 @@ function endAttributes(span: Span, result: HttpOutcome, errorFrom: number): void
 }
 
 const NOOP_ATTEMPT: AttemptSpan = { end() {} };
+
+// Random ids from a pooled buffer refilled from the system CSPRNG: a fraction of the cost of
+// formatting Math.random() words (measured: ~0.1 µs vs ~2 µs for a trace id).
+const POOL = Buffer.alloc(4096);
+let poolOffset = POOL.length;
+
+/** `bytes` random bytes as lower-case hex (16: a trace id, 8: a span id); never all zeros. */
+function randomId(bytes: number): string {
+  if (poolOffset + bytes > POOL.length) {
+    randomFillSync(POOL);
+    poolOffset = 0;
+  }
+  let zero = true;
+  for (let i = poolOffset; i < poolOffset + bytes; i++) if (POOL[i] !== 0) zero = false;
+  if (zero) POOL[poolOffset + bytes - 1] = 1;
+  const id = POOL.toString('hex', poolOffset, poolOffset + bytes);
+  poolOffset += bytes;
+  return id;
+}
+
+/**
+ * The SDK's id generator. A new trace's id is chosen before the sampling decision (the ratio
+ * is applied to it), then handed to the SDK for the span it starts right after.
+ */
+class IdSource implements IdGenerator {
+  #next: string | undefined;
+  offerTraceId(traceId: string): void {
+    this.#next = traceId;
+  }
+  generateTraceId(): string {
+    const id = this.#next ?? randomId(16);
+    this.#next = undefined;
+    return id;
+  }
+  generateSpanId(): string {
+    return randomId(8);
+  }
+}
 
 class UnsampledSpan implements ClientSpan, ServerSpan {
   readonly sampled = false;
@@ -308,11 +368,7 @@ class RecordingServerSpan implements ServerSpan {
   }
 }
 
-function startClient(tracer: Tracer, req: HttpRequestInfo): ClientSpan {
-  const parent = extractContext(req.headers);
-  const name = spanName(req.method);
-  const span = tracer.startSpan(name, { kind: SpanKind.CLIENT }, parent);
-  if (!span.isRecording()) return new UnsampledSpan(span.spanContext());
+function clientSpan(tracer: Tracer, span: Span, req: HttpRequestInfo): ClientSpan {
   const attrs: Attributes = {};
   methodAttributes(attrs, req.method);
   const target = splitTarget(req.url);
@@ -326,14 +382,10 @@ function startClient(tracer: Tracer, req: HttpRequestInfo): ClientSpan {
   const ua = req.headers['user-agent'];
   if (ua) attrs['user_agent.original'] = ua;
   span.setAttributes(attrs);
-  return new RecordingClientSpan(tracer, span, name);
+  return new RecordingClientSpan(tracer, span, spanName(req.method));
 }
 
-function startServer(tracer: Tracer, req: HttpRequestInfo, peer: PeerInfo = {}): ServerSpan {
-  const parent = extractContext(req.headers);
-  const name = spanName(req.method);
-  const span = tracer.startSpan(name, { kind: SpanKind.SERVER }, parent);
-  if (!span.isRecording()) return new UnsampledSpan(span.spanContext());
+function serverSpan(span: Span, req: HttpRequestInfo, peer: PeerInfo = {}): ServerSpan {
   const attrs: Attributes = { 'url.scheme': 'http' };
   methodAttributes(attrs, req.method);
   attrs['url.path'] = splitTarget(req.url).path;
