@@ -84,6 +84,10 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
     else b.ratio = ratio;
     return b;
   };
+  const endpointStates = () => {
+    const latency = balancer.snapshot();
+    return Object.fromEntries(health.snapshot().map((h) => [h.endpoint, { service: h.service, breakerOpen: h.open, ejected: h.ejected, ...latency[h.endpoint] }]));
+  };
   registry.on('change', (view) => {
     const live = new Set(view.services.flatMap((s) => s.ports.flatMap((p) => view.endpoints({ service: s, port: p }).map((e) => e.key))));
     balancer.retain((key) => live.has(key));
@@ -132,6 +136,9 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
       policy: config.policy,
       problems: config.problems,
       registry: { version: registry.view.version, services: registry.view.services.length, pods: registry.view.pods.length },
+      // the effective policy per destination service, and each endpoint's state
+      destinations: Object.fromEntries(registry.view.services.map((svc) => [`${svc.name}.${svc.namespace}`, config.policyFor(svc)])),
+      endpoints: endpointStates(),
       inFlight: tracker.active,
     }),
     metrics,

@@ -8,6 +8,7 @@
 //   endpoint   circuit breaker -> per-try timeout -> connection pool -> forward
 // The state of one request lives in this handler; the pipeline stays a list of stages.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { ProxyError } from '../errors/errors.ts';
 import { sendProxyError } from '../errors/response.ts';
 import { classify, retryCondition, type Classification } from '../classify/classify.ts';
@@ -138,7 +139,16 @@ export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: Serve
     }
 
     const agent = deps.pools.agentFor({ ip: endpoint.ip, port: endpoint.port, meshed: endpoint.pod.meshed });
-    const stream = body.replayable ? replay(body.bytes) : body.stream;
+    let stream: Readable;
+    if (body.replayable) {
+      stream = replay(body.bytes);
+      result.bytesIn = body.bytes.length;
+    } else {
+      stream = body.stream;
+      // counted from here: a 'data' listener added earlier would start the flow before the pipe
+      result.bytesIn = body.bytes;
+      stream.on('data', (chunk: Buffer) => (result.bytesIn += chunk.length));
+    }
     current = deps.forwarder.attempt(req, res, targetUrl(endpoint), agent, stream, {
       onResponse: (proxyRes) => outcome(classify(proxyRes.statusCode, undefined), proxyRes, undefined),
       onError: (err) => outcome(classify(undefined, err), undefined, err),
@@ -169,7 +179,6 @@ export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: Serve
   };
 
   const idempotent = IDEMPOTENT.has(req.method ?? '') || wantsRetry;
-  req.on('data', (chunk: Buffer) => (result.bytesIn += chunk.length));
   if (!idempotent) {
     body = { replayable: false, stream: req, bytes: 0 };
     next();

@@ -10,7 +10,7 @@ export const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'T
 export type Body =
   /** The whole body (possibly empty), replayable. */
   | { replayable: true; bytes: Buffer }
-  /** Too large to hold: one stream, sent once. */
+  /** Too large to hold: one stream, sent once (`bytes`: how many of its bytes were read already). */
   | { replayable: false; stream: Readable; bytes: number };
 
 function hasBody(req: IncomingMessage): boolean {
@@ -42,7 +42,7 @@ export function readReplayable(req: IncomingMessage, limit = REPLAY_LIMIT): Prom
         const stream = new PassThrough();
         for (const c of chunks) stream.write(c);
         req.pipe(stream);
-        resolve({ replayable: false, stream, bytes: size });
+        resolve({ replayable: false, stream, bytes: 0 });
       }
     };
     const onEnd = () => {

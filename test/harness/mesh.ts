@@ -202,3 +202,42 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
   }
   throw new Error(`timed out waiting for ${what}`);
 }
+
+export interface Backends {
+  /** pod-b's sidecar, the client side */
+  readonly client: TestSidecar;
+  /** the apps behind pod-service, one per endpoint (unmeshed pods, reached directly) */
+  readonly apps: Upstream[];
+  readonly registryFile: string;
+  /** rewrites pod-service's annotations in the registry file and waits for the sidecar to load it */
+  setServiceAnnotations(annotations: Record<string, string>): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A client sidecar and a service pod-service with one endpoint per handler. */
+export async function backends(handlers: ((req: IncomingMessage, res: ServerResponse) => void)[], options: { serviceAnnotations?: Record<string, string>; annotations?: Record<string, string> } = {}): Promise<Backends> {
+  const dir = await tempDir();
+  const apps = await Promise.all(handlers.map((h) => upstream(h, { port: 8080 })));
+  const b: PodDef = { name: 'pod-b', ip: loopbackIP(), labels: { app: 'client' }, meshed: true };
+  const pods: PodDef[] = [b, ...apps.map((a, i) => ({ name: `pod-a${i}`, ip: a.ip, labels: { app: 'web-app' }, meshed: false }))];
+  const registryFile = join(dir.path, 'registry.yaml');
+  const write = (annotations: Record<string, string>) =>
+    writeRegistry(registryFile, { services: [{ name: 'pod-service', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web-app' }, annotations }], pods });
+  await write(options.serviceAnnotations ?? {});
+  const client = await testSidecar({ pod: b, registryFile, dir: dir.path, annotations: options.annotations ?? {} });
+  return {
+    client,
+    apps,
+    registryFile,
+    async setServiceAnnotations(annotations) {
+      const version = client.sidecar.registry.view.version;
+      await write(annotations);
+      await eventually(() => client.sidecar.registry.view.version > version, 5000, 'the registry to reload');
+    },
+    async close() {
+      await client.close();
+      await Promise.all(apps.map((a) => a.close()));
+      await dir.remove();
+    },
+  };
+}
