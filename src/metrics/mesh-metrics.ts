@@ -1,0 +1,176 @@
+// The mesh's Prometheus metrics (DESIGN.md "Metrics"), with the label names fixed here once.
+// The pipelines call MeshMetrics on every request, so the hot path is a lookup of a cached
+// series per label tuple and two increments; label values are normalised so that cardinality
+// stays bounded (no paths, no ids; what the sidecar cannot name is "unknown").
+import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { UNKNOWN } from './workload.ts';
+
+export const METRIC_NAMES = {
+  requests: 'tsmesh_requests_total',
+  requestDuration: 'tsmesh_request_duration_seconds',
+  retries: 'tsmesh_retries_total',
+  circuitBreakerOpen: 'tsmesh_circuit_breaker_open',
+  tcpConnections: 'tsmesh_tcp_connections_total',
+  tlsHandshakeErrors: 'tsmesh_tls_handshake_errors_total',
+  /** Registered by the identity provider (src/identity), not here. */
+  certificateExpiry: 'tsmesh_certificate_expiry_seconds',
+} as const;
+
+/** Labels of tsmesh_requests_total and tsmesh_request_duration_seconds, in this order. */
+export const REQUEST_LABELS = ['direction', 'source_workload', 'source_namespace', 'destination_workload', 'destination_namespace', 'destination_service', 'response_code', 'mtls'] as const;
+/** Labels of tsmesh_tcp_connections_total. */
+export const TCP_LABELS = ['direction', 'source_workload', 'source_namespace', 'destination_workload', 'destination_namespace', 'destination_service', 'mtls'] as const;
+export const RETRY_LABELS = ['destination_service', 'reason'] as const;
+export const BREAKER_LABELS = ['destination_service', 'endpoint'] as const;
+export const TLS_ERROR_LABELS = ['direction', 'reason'] as const;
+
+/** Upper bounds (seconds) of tsmesh_request_duration_seconds: sub-millisecond (the proxy's own cost) up to a minute. */
+export const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/** Reasons tsmesh_retries_total accepts (the retry-on conditions and a per-try timeout); anything else is "other". */
+export const RETRY_REASONS = ['5xx', 'gateway-error', 'connect-failure', 'reset', 'retriable-4xx', 'timeout'] as const;
+
+export type Direction = 'inbound' | 'outbound';
+
+/** Who called whom: one request series without its response code. */
+export interface Peers {
+  readonly direction: Direction;
+  readonly sourceWorkload: string | undefined;
+  readonly sourceNamespace: string | undefined;
+  readonly destinationWorkload: string | undefined;
+  readonly destinationNamespace: string | undefined;
+  /** "name.namespace" of the destination Service; undefined when the call went to no known service. */
+  readonly destinationService: string | undefined;
+  /** The hop was mutual TLS between sidecars. */
+  readonly mtls: boolean;
+}
+
+/** A pre-bound request series: what the hot path holds on to. */
+export interface RequestSeries {
+  /** One finished request with `responseCode` (0 when there was no response) that took `seconds`. */
+  record(responseCode: number, seconds: number): void;
+  /** One TCP connection opened between the same peers. */
+  connection(): void;
+}
+
+interface Bound {
+  readonly counter: { inc(): void };
+  readonly histogram: { observe(seconds: number): void };
+}
+
+const value = (v: string | undefined): string => (v ? v : UNKNOWN);
+const CODES: string[] = Array.from({ length: 600 }, (_, i) => String(i));
+const codeLabel = (code: number): string => (Number.isInteger(code) && code >= 0 && code < 600 ? CODES[code]! : '0');
+
+export interface MeshMetricsOptions {
+  /** Also register the Node.js process metrics (prom-client's default metrics) unless the registry has them. Default true. */
+  readonly processMetrics?: boolean;
+  /** Most request series kept (label tuples without the code); past it, new tuples are recorded as "overflow". Default 2000. */
+  readonly maxSeries?: number;
+}
+
+export class MeshMetrics {
+  readonly registry: Registry;
+  readonly #requests: Counter<(typeof REQUEST_LABELS)[number]>;
+  readonly #duration: Histogram<(typeof REQUEST_LABELS)[number]>;
+  readonly #tcp: Counter<(typeof TCP_LABELS)[number]>;
+  readonly #retries: Counter<(typeof RETRY_LABELS)[number]>;
+  readonly #breaker: Gauge<(typeof BREAKER_LABELS)[number]>;
+  readonly #tlsErrors: Counter<(typeof TLS_ERROR_LABELS)[number]>;
+  readonly #series = new Map<string, RequestSeries>();
+  readonly #maxSeries: number;
+
+  constructor(registry: Registry, options: MeshMetricsOptions = {}) {
+    this.registry = registry;
+    this.#maxSeries = options.maxSeries ?? 2000;
+    const registers = [registry];
+    this.#requests = new Counter({ name: METRIC_NAMES.requests, help: 'HTTP requests the sidecar proxied, by direction, source and destination workload and namespace, destination service, response code and mTLS', labelNames: REQUEST_LABELS, registers });
+    this.#duration = new Histogram({ name: METRIC_NAMES.requestDuration, help: 'Duration of the HTTP requests the sidecar proxied, from the request to the end of the response, in seconds', labelNames: REQUEST_LABELS, buckets: DURATION_BUCKETS, registers });
+    this.#tcp = new Counter({ name: METRIC_NAMES.tcpConnections, help: 'TCP connections the sidecar proxied (counted when opened), by direction, peers and mTLS', labelNames: TCP_LABELS, registers });
+    this.#retries = new Counter({ name: METRIC_NAMES.retries, help: 'Retries the sidecar made (attempts after the first), by destination service and the condition that caused them', labelNames: RETRY_LABELS, registers });
+    this.#breaker = new Gauge({ name: METRIC_NAMES.circuitBreakerOpen, help: "1 while an endpoint's circuit breaker is open or half-open, 0 when closed", labelNames: BREAKER_LABELS, registers });
+    this.#tlsErrors = new Counter({ name: METRIC_NAMES.tlsHandshakeErrors, help: 'TLS handshakes that failed, by direction and reason (the TLS error code)', labelNames: TLS_ERROR_LABELS, registers });
+    if ((options.processMetrics ?? true) && !registry.getSingleMetric('process_cpu_user_seconds_total')) collectDefaultMetrics({ register: registry });
+  }
+
+  /** The series for `peers`, created once per label tuple; hold on to it where the peers stay the same. */
+  series(peers: Peers): RequestSeries {
+    const key = `${peers.direction}\0${peers.sourceWorkload}\0${peers.sourceNamespace}\0${peers.destinationWorkload}\0${peers.destinationNamespace}\0${peers.destinationService}\0${peers.mtls}`;
+    let s = this.#series.get(key);
+    if (!s) {
+      s = this.#series.size < this.#maxSeries ? this.#makeSeries(peers) : this.#overflow(peers);
+      this.#series.set(key, s);
+    }
+    return s;
+  }
+
+  /** One finished request: series(peers).record(responseCode, seconds). */
+  request(peers: Peers, responseCode: number, seconds: number): void {
+    this.series(peers).record(responseCode, seconds);
+  }
+
+  /** One TCP connection opened: series(peers).connection(). */
+  tcpConnection(peers: Peers): void {
+    this.series(peers).connection();
+  }
+
+  /** One retry to `destinationService` because of `reason` (a retry-on condition, or "timeout" for a per-try timeout). */
+  retry(destinationService: string | undefined, reason: string): void {
+    this.#retries.inc({ destination_service: value(destinationService), reason: (RETRY_REASONS as readonly string[]).includes(reason) ? reason : 'other' });
+  }
+
+  /** An endpoint's breaker changed state; half-open counts as open. */
+  circuitBreaker(destinationService: string | undefined, endpoint: string, state: 'open' | 'half-open' | 'closed'): void {
+    this.#breaker.set({ destination_service: value(destinationService), endpoint }, state === 'closed' ? 0 : 1);
+  }
+
+  /** An endpoint left the registry: drop its breaker series. */
+  forgetEndpoint(destinationService: string | undefined, endpoint: string): void {
+    this.#breaker.remove({ destination_service: value(destinationService), endpoint });
+  }
+
+  /** A failed TLS handshake; `reason` is the error's code (e.g. ERR_SSL_TLSV1_ALERT_UNKNOWN_CA). */
+  tlsHandshakeError(direction: Direction, reason: string | undefined): void {
+    this.#tlsErrors.inc({ direction, reason: tlsReason(reason) });
+  }
+
+  #makeSeries(peers: Peers): RequestSeries {
+    const base = {
+      direction: peers.direction,
+      source_workload: value(peers.sourceWorkload),
+      source_namespace: value(peers.sourceNamespace),
+      destination_workload: value(peers.destinationWorkload),
+      destination_namespace: value(peers.destinationNamespace),
+      destination_service: value(peers.destinationService),
+      mtls: peers.mtls ? 'true' : 'false',
+    } as const;
+    const byCode = new Map<number, Bound>();
+    const requests = this.#requests;
+    const duration = this.#duration;
+    const tcp = this.#tcp.labels(base);
+    return {
+      record(responseCode, seconds) {
+        let b = byCode.get(responseCode);
+        if (!b) {
+          const labels = { ...base, response_code: codeLabel(responseCode) };
+          b = { counter: requests.labels(labels), histogram: duration.labels(labels) };
+          byCode.set(responseCode, b);
+        }
+        b.counter.inc();
+        b.histogram.observe(seconds >= 0 && Number.isFinite(seconds) ? seconds : 0);
+      },
+      connection() {
+        tcp.inc();
+      },
+    };
+  }
+
+  #overflow(peers: Peers): RequestSeries {
+    return this.#makeSeries({ direction: peers.direction, sourceWorkload: 'overflow', sourceNamespace: 'overflow', destinationWorkload: 'overflow', destinationNamespace: 'overflow', destinationService: 'overflow', mtls: peers.mtls });
+  }
+}
+
+function tlsReason(code: string | undefined): string {
+  if (!code) return UNKNOWN;
+  return /^[A-Z0-9_]{1,64}$/.test(code) ? code : 'other';
+}
