@@ -46,13 +46,13 @@ function rsaCsr(): string {
   }
 }
 
-void describe('embedded CA', () => {
+describe('embedded CA', () => {
   let ca: CA;
   before(async () => {
     ca = await createCA({ trustDomain: TD });
   });
 
-  void test('issues a P-256 leaf whose only identity is the SPIFFE ID, with the usages of a workload certificate', async () => {
+  test('issues a P-256 leaf whose only identity is the SPIFFE ID, with the usages of a workload certificate', async () => {
     const before = Date.now();
     const out = await ca.issue(await p256Csr([idA]), { namespace: 'default', serviceAccount: 'pod-a' });
     assert.equal(out.spiffeId, idA);
@@ -94,7 +94,7 @@ void describe('embedded CA', () => {
     }
   });
 
-  void test('the identity comes from the caller, never from the CSR: extra SANs and subject are dropped and reported', async () => {
+  test('the identity comes from the caller, never from the CSR: extra SANs and subject are dropped and reported', async () => {
     const out = await ca.issue(await p256Csr([idB, 'spiffe://evil.example/ns/x/sa/y'], ['pod-b.default.svc']), { namespace: 'default', serviceAccount: 'pod-a' });
     assert.deepEqual(uriSans(new x509.X509Certificate(out.certChain[0]!)), [idA]);
     const leaf = new NodeX509(out.certChain[0]!);
@@ -104,7 +104,7 @@ void describe('embedded CA', () => {
     assert.match(out.ignored[0]!, /DNS:pod-b.default.svc/);
   });
 
-  void test('an RSA CSR, a CSR whose signature does not verify, and non-CSR input are refused with clear codes', async () => {
+  test('an RSA CSR, a CSR whose signature does not verify, and non-CSR input are refused with clear codes', async () => {
     await assert.rejects(ca.issue(rsaCsr(), { namespace: 'default', serviceAccount: 'pod-a' }), (err: CAError) => {
       assert.equal(err.code, 'TSMESH_CA_CSR_KEY_UNSUPPORTED');
       assert.match(err.message, /RSA 2048.*EC P-256/);
@@ -124,7 +124,7 @@ void describe('embedded CA', () => {
     await assert.rejects(ca.issue(garbled, { namespace: 'default', serviceAccount: 'pod-a' }), { code: 'TSMESH_CA_CSR_INVALID' });
   });
 
-  void test('a supplied root is used as given, and bad root material is refused with the reason', async () => {
+  test('a supplied root is used as given, and bad root material is refused with the reason', async () => {
     const root = await generateRoot({ trustDomain: 'example.org' });
     const ca2 = await createCA({ trustDomain: 'example.org', root });
     assert.deepEqual(ca2.trustAnchors, [root.cert]);
@@ -138,7 +138,7 @@ void describe('embedded CA', () => {
     await assert.rejects(createCA({ trustDomain: 'Bad Domain!' }), /trust domain/);
   });
 
-  void test('a leaf never outlives its CA', async () => {
+  test('a leaf never outlives its CA', async () => {
     const root = await generateRoot({ trustDomain: TD, ttlMs: 3600_000 });
     const short = await createCA({ trustDomain: TD, root });
     const out = await short.issue(await p256Csr(), { namespace: 'a', serviceAccount: 'b' });
@@ -164,7 +164,7 @@ function post(url: string, ca: string, body: string | Buffer, headers: Record<st
   });
 }
 
-void describe('POST /v1/certificate with TokenReview through the stand-in API server', () => {
+describe('POST /v1/certificate with TokenReview through the stand-in API server', () => {
   let kube: KubeStandin;
   let ca: CA;
   let server: Server;
@@ -199,7 +199,7 @@ void describe('POST /v1/certificate with TokenReview through the stand-in API se
     await kube.close();
   });
 
-  void test('a pod gets a certificate for its own service account, verified by TokenReview with audience tsmesh', async () => {
+  test('a pod gets a certificate for its own service account, verified by TokenReview with audience tsmesh', async () => {
     const r = await post(url, ca.trustAnchors[0]!, JSON.stringify({ csr: await p256Csr([idA]) }), { authorization: 'Bearer token-a' });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.spiffeId, idA);
@@ -212,7 +212,7 @@ void describe('POST /v1/certificate with TokenReview through the stand-in API se
     assert.equal(review.headers.authorization, 'Bearer standin-admin-token', 'the CA authenticates as itself');
   });
 
-  void test("service account A cannot obtain a certificate for B: the CSR's SAN is ignored", async () => {
+  test("service account A cannot obtain a certificate for B: the CSR's SAN is ignored", async () => {
     const r = await post(url, ca.trustAnchors[0]!, JSON.stringify({ csr: await p256Csr([idB], ['pod-b']) }), { authorization: 'Bearer token-a' });
     assert.equal(r.status, 200);
     assert.equal(r.body.spiffeId, idA);
@@ -220,7 +220,7 @@ void describe('POST /v1/certificate with TokenReview through the stand-in API se
     assert.match(r.body.warnings![0]!, /ignored the CSR's subjectAltName URL:spiffe:\/\/cluster.local\/ns\/default\/sa\/pod-b, DNS:pod-b/);
   });
 
-  void test('bad, foreign and missing tokens get 401/403 with stable codes and no certificate', async () => {
+  test('bad, foreign and missing tokens get 401/403 with stable codes and no certificate', async () => {
     const csr = JSON.stringify({ csr: await p256Csr() });
     const cases: [Record<string, string>, number, string, RegExp][] = [
       [{}, 401, 'TSMESH_CA_UNAUTHENTICATED', /no service-account token/],
@@ -238,7 +238,7 @@ void describe('POST /v1/certificate with TokenReview through the stand-in API se
     }
   });
 
-  void test('bad bodies and CSRs get 400/413/415 with stable codes', async () => {
+  test('bad bodies and CSRs get 400/413/415 with stable codes', async () => {
     const auth = { authorization: 'Bearer token-b' };
     const cases: [string | Buffer, Record<string, string>, number, string, RegExp][] = [
       ['{not json', auth, 400, 'TSMESH_CA_BAD_REQUEST', /not JSON/],
@@ -257,7 +257,7 @@ void describe('POST /v1/certificate with TokenReview through the stand-in API se
     }
   });
 
-  void test('the API server being unavailable is a 503, not a crash nor a certificate', async () => {
+  test('the API server being unavailable is a 503, not a crash nor a certificate', async () => {
     const off = kube.use((q) => (q.path.endsWith('/tokenreviews') ? { status: 500, body: kube.status(500, 'InternalError', 'etcd is down') } : undefined));
     try {
       const r = await post(url, ca.trustAnchors[0]!, JSON.stringify({ csr: await p256Csr() }), { authorization: 'Bearer token-a' });
@@ -269,7 +269,7 @@ void describe('POST /v1/certificate with TokenReview through the stand-in API se
     }
   });
 
-  void test('metrics count issued certificates and results by code', async () => {
+  test('metrics count issued certificates and results by code', async () => {
     const text = await registry.metrics();
     const issued = Number(/^tsmesh_ca_certificates_issued_total (\d+)/m.exec(text)?.[1]);
     assert.ok(issued >= 2, text);
@@ -279,8 +279,8 @@ void describe('POST /v1/certificate with TokenReview through the stand-in API se
   });
 });
 
-void describe('rate limits', () => {
-  void test('a flood from one client gets 429 with Retry-After while another client is still served; the global bucket caps everyone', async () => {
+describe('rate limits', () => {
+  test('a flood from one client gets 429 with Retry-After while another client is still served; the global bucket caps everyone', async () => {
     const ca = await createCA({ trustDomain: TD });
     const handler = createCertificateHandler({
       ca,
@@ -312,14 +312,14 @@ void describe('rate limits', () => {
   });
 });
 
-void describe('the root in the Secret tsmesh-ca and the trust anchor ConfigMap', () => {
+describe('the root in the Secret tsmesh-ca and the trust anchor ConfigMap', () => {
   let kube: KubeStandin;
   before(async () => {
     kube = await KubeStandin.start();
   });
   after(() => kube.close());
 
-  void test('first start creates the Secret; the next start reads the same root', async () => {
+  test('first start creates the Secret; the next start reads the same root', async () => {
     const core = kube.kubeConfig().makeApiClient(CoreV1Api);
     const first = await loadOrCreateRoot({ core, namespace: 'ns-first', trustDomain: TD });
     assert.equal(first.created, true);
@@ -334,7 +334,7 @@ void describe('the root in the Secret tsmesh-ca and the trust anchor ConfigMap',
     assert.equal(second.root.key, first.root.key);
   });
 
-  void test('two replicas racing: the loser gets 409 on create and uses the winner\'s root', async () => {
+  test('two replicas racing: the loser gets 409 on create and uses the winner\'s root', async () => {
     const core = kube.kubeConfig().makeApiClient(CoreV1Api);
     const winner = await generateRoot({ trustDomain: TD });
     // The loser's GET sees no Secret; the winner creates it right after, before the loser's POST.
@@ -361,7 +361,7 @@ void describe('the root in the Secret tsmesh-ca and the trust anchor ConfigMap',
     }
   });
 
-  void test('the trust anchor ConfigMap is created, left alone when current, and updated when the root changes', async () => {
+  test('the trust anchor ConfigMap is created, left alone when current, and updated when the root changes', async () => {
     const core = kube.kubeConfig().makeApiClient(CoreV1Api);
     const a = await generateRoot({ trustDomain: TD });
     const b = await generateRoot({ trustDomain: TD });
@@ -391,7 +391,7 @@ void describe('the root in the Secret tsmesh-ca and the trust anchor ConfigMap',
     assert.equal(cm.metadata.labels?.touched, 'yes', "the other writer's change is kept");
   });
 
-  void test('a user-supplied Secret is used; startClusterCA publishes its anchor and serves certificates', async () => {
+  test('a user-supplied Secret is used; startClusterCA publishes its anchor and serves certificates', async () => {
     const root = await generateRoot({ trustDomain: TD });
     kube.put({
       apiVersion: 'v1',
