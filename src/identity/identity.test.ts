@@ -188,7 +188,7 @@ describe('identity from the control plane CA, over HTTPS', () => {
     await assert.rejects(p.ready, IdentityNotReadyError);
   });
 
-  test('a CA answer that does not fit (another key, garbage, another CA's anchors) is refused and retried', async () => {
+  test('a CA answer that does not fit (another key, garbage, the anchors of another CA) is refused and retried', async () => {
     const clock3 = new ManualClock(Date.now());
     const { log, lines } = capture();
     const ca = await createCA({ trustDomain: TD }); // its own, on the real clock
