@@ -1,6 +1,7 @@
-// The local mesh of DESIGN.md's example on one machine, without Kubernetes: pods are loopback
-// addresses (pod-a 127.0.0.10, pod-b 127.0.0.11), each with its own `tsmesh proxy` process,
-// and a registry file stands in for the API server.
+// The demo's loopback mode (any machine): DESIGN.md's example mesh without Kubernetes or
+// interception. Pods are loopback addresses (pod-a 127.0.0.10, pod-b 127.0.0.11), each with
+// its own `tsmesh proxy` process; pod-b's client uses its sidecar as HTTP proxy, as HTTP_PROXY
+// clients do; a registry file stands in for the API server.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -9,23 +10,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-
-export interface DemoPod {
-  readonly name: string;
-  readonly ip: string;
-  readonly labels: Record<string, string>;
-}
-
-export interface AccessLine {
-  type: 'access';
-  direction: 'inbound' | 'outbound';
-  path: string;
-  status: number;
-  duration_ms: number;
-  upstream?: string;
-  upstream_pod?: string;
-  [k: string]: unknown;
-}
+import type { AccessLine, DemoMesh, DemoPod } from './mesh.ts';
+import { get } from './client.ts';
 
 export interface SidecarProcess {
   readonly pod: DemoPod;
@@ -45,16 +31,21 @@ export function demoPods(subnet = 0): { a: DemoPod; b: DemoPod } {
 }
 const TSMESH = fileURLToPath(new URL('../../bin/tsmesh.js', import.meta.url));
 
-export interface LoopbackMesh {
+export interface LoopbackMesh extends DemoMesh {
+  readonly mode: 'loopback';
   readonly dir: string;
   readonly app: Server;
   readonly appTimes: Map<string, number>;
   readonly sidecars: { a: SidecarProcess; b: SidecarProcess };
-  readonly pods: { a: DemoPod; b: DemoPod };
-  close(): Promise<void>;
 }
 
-export async function startLoopbackMesh(options: { logLevel?: string } = {}): Promise<LoopbackMesh> {
+export interface LoopbackOptions {
+  readonly logLevel?: string;
+  /** why the demo runs in this mode, for its first line (e.g. why not network namespaces) */
+  readonly why?: string;
+}
+
+export async function startLoopbackMesh(options: LoopbackOptions = {}): Promise<LoopbackMesh> {
   for (let subnet = 0; ; subnet++) {
     try {
       return await startOn(demoPods(subnet), options);
@@ -64,7 +55,7 @@ export async function startLoopbackMesh(options: { logLevel?: string } = {}): Pr
   }
 }
 
-async function startOn(pods: { a: DemoPod; b: DemoPod }, options: { logLevel?: string }): Promise<LoopbackMesh> {
+async function startOn(pods: { a: DemoPod; b: DemoPod }, options: LoopbackOptions): Promise<LoopbackMesh> {
   const { a: POD_A, b: POD_B } = pods;
   const dir = await mkdtemp(join(tmpdir(), 'tsmesh-demo-'));
   const registryFile = join(dir, 'registry.yaml');
@@ -80,10 +71,10 @@ async function startOn(pods: { a: DemoPod; b: DemoPod }, options: { logLevel?: s
   const appTimes = new Map<string, number>();
   const app = createServer((req, res) => {
     const start = performance.now();
+    res.on('finish', () => appTimes.set(req.url ?? '', performance.now() - start));
     const body = JSON.stringify({ message: 'Hello from pod-a', path: req.url, sawHost: req.headers.host, sawForwardedFor: req.headers['x-forwarded-for'] ?? null }) + '\n';
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(body);
-    appTimes.set(req.url ?? '', performance.now() - start);
   });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -112,7 +103,28 @@ async function startOn(pods: { a: DemoPod; b: DemoPod }, options: { logLevel?: s
     await close();
     throw err;
   }
-  return { dir, app, appTimes, sidecars: { a: started[0]!, b: started[1]! }, pods, close };
+  const sidecars = { a: started[0]!, b: started[1]! };
+  return {
+    mode: 'loopback',
+    description: [
+      `mode: loopback: pods are addresses on this machine (pod-a ${POD_A.ip}, pod-b ${POD_B.ip}); the client uses its sidecar as HTTP proxy.`,
+      `      (${options.why ?? 'Network namespaces with the real iptables interception need root on Linux.'})`,
+      `started pod-a's app on ${POD_A.ip}:8080 and a sidecar for each pod (registry: ${registryFile})`,
+    ],
+    pods,
+    entry: { from: 'pod-b app', where: `outbound ${sidecars.b.outboundURL.slice('http://'.length)}` },
+    route: "pod-b -> its sidecar -> pod-a's sidecar -> pod-a's app and back",
+    get: (url) => get(sidecars.b.outboundURL, url, POD_B.ip),
+    accessLines: (pod) => sidecars[pod].access,
+    logLines: (pod) => sidecars[pod].lines,
+    appTime: (path) => appTimes.get(path),
+    tryIt: () => [`curl -x ${sidecars.b.outboundURL} http://pod-service/`, `curl ${sidecars.b.adminURL}/config`, `curl ${sidecars.a.adminURL}/metrics`],
+    dir,
+    app,
+    appTimes,
+    sidecars,
+    close,
+  };
 }
 
 async function startSidecar(pod: DemoPod, dir: string, registryFile: string, logLevel = 'info'): Promise<SidecarProcess> {

@@ -1,0 +1,113 @@
+// The demo's netns mode (root on Linux with iptables): DESIGN.md's example mesh with the real
+// interception. Each pod is a network namespace (src/localcluster/netns.ts) where `tsmesh init`
+// installed the iptables rules and a sidecar runs as UID 1337; pod-a's app (UID 1000) is a
+// small web server on 8080; pod-b's app (UID 1000) is plain curl (or node's http when there is
+// no curl) calling http://pod-service/, with no proxy settings: the rules send it through the
+// sidecars. Service pod-service is a VIP that a kube-proxy stand-in forwards.
+import { netnsCluster, onPath, APP_UID, type NetnsCluster, type PodProcess } from '../localcluster/netns.ts';
+import { jsonLines, type AccessLine, type DemoMesh, type DemoPod, type DemoReply } from './mesh.ts';
+
+// pod-a's app: says who it is, and logs how long each request took (a JSON line on stdout).
+const WEB_APP = `
+import http from 'node:http';
+http.createServer((req, res) => {
+  const start = performance.now();
+  res.on('finish', () => console.log(JSON.stringify({ type: 'app', path: req.url, ms: performance.now() - start })));
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ message: 'Hello from pod-a', path: req.url, sawHost: req.headers.host, sawForwardedFor: req.headers['x-forwarded-for'] ?? null }) + '\\n');
+}).listen(8080, () => console.log('pod-a app listening on 8080'));
+`;
+
+// pod-b's app when there is no curl: node's http, no agent, no proxy settings.
+const NODE_CLIENT = `
+import http from 'node:http';
+const start = performance.now();
+const done = (r) => console.log(JSON.stringify({ ...r, ms: performance.now() - start }));
+const req = http.get(process.argv[1], { agent: false, timeout: 10000 }, (res) => {
+  let body = '';
+  res.setEncoding('utf8');
+  res.on('data', (c) => (body += c));
+  res.on('end', () => done({ status: res.statusCode, body }));
+});
+req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
+req.on('error', (err) => done({ status: 0, body: '', error: err.message }));
+`;
+
+export interface NetnsMesh extends DemoMesh {
+  readonly mode: 'netns';
+  readonly cluster: NetnsCluster;
+}
+
+export interface NetnsOptions {
+  readonly logLevel?: string;
+  /** pod-b's client program (default: curl when it is on PATH, else node's http) */
+  readonly client?: 'curl' | 'node';
+}
+
+export async function startNetnsMesh(options: NetnsOptions = {}): Promise<NetnsMesh> {
+  const annotations = { 'tsmesh.io/log-level': options.logLevel ?? 'info' };
+  const cluster = await netnsCluster({
+    pods: [
+      { name: 'pod-a', labels: { app: 'web-app' }, sidecar: true, annotations },
+      { name: 'pod-b', labels: { app: 'client' }, sidecar: true, annotations },
+    ],
+    services: [{ name: 'pod-service', ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web-app' } }],
+    sidecarEnv: () => ({ TSMESH_DRAIN_TIMEOUT: '1s' }),
+  });
+  let app: PodProcess;
+  let useCurl: boolean;
+  try {
+    app = cluster.spawn('pod-a', [cluster.nodeBinary, '--input-type=module', '-e', WEB_APP], { uid: APP_UID });
+    await app.waitForLine(/pod-a app listening/, 15_000);
+    useCurl = options.client ? options.client === 'curl' : await onPath('curl');
+  } catch (err) {
+    await cluster.close();
+    throw err;
+  }
+
+  const a = cluster.pod('pod-a');
+  const b = cluster.pod('pod-b');
+  const service = cluster.service('pod-service');
+  const pods: { a: DemoPod; b: DemoPod } = { a: { name: a.name, ip: a.ip, labels: a.labels }, b: { name: b.name, ip: b.ip, labels: b.labels } };
+  const sidecarOf = (pod: 'a' | 'b') => (pod === 'a' ? a : b).sidecar;
+
+  const get = async (url: string): Promise<DemoReply> => {
+    if (useCurl) {
+      const r = await cluster.exec('pod-b', ['curl', '-sS', '--max-time', '10', '-w', '\n%{http_code} %{time_total}', url], { uid: APP_UID, timeoutMs: 15_000 });
+      const at = r.stdout.lastIndexOf('\n');
+      const [code, total] = r.stdout.slice(at + 1).split(' ');
+      const status = Number(code) || 0;
+      return { status, body: r.stdout.slice(0, Math.max(at, 0)), ms: Number(total) * 1000, client: 'curl', ...(status === 0 ? { error: r.stderr.trim() || `curl exited ${r.code}` } : {}) };
+    }
+    const r = await cluster.node('pod-b', NODE_CLIENT, { uid: APP_UID, args: [url], timeoutMs: 15_000 });
+    const line = jsonLines(r.stdout)[0] as Omit<DemoReply, 'client'> | undefined;
+    return line ? { ...line, client: 'node http' } : { status: 0, body: '', ms: 0, client: 'node http', error: r.stderr.trim() || `exited ${r.code}` };
+  };
+
+  return {
+    mode: 'netns',
+    cluster,
+    description: [
+      `mode: network namespaces with iptables interception (pods are namespaces ${a.netns} and ${b.netns}, the app knows nothing of the mesh)`,
+      `started pod-a (${a.ip}) with its app on 8080 as UID ${APP_UID}, pod-b (${b.ip}), Service pod-service at ${service.clusterIP}:80 -> 8080;`,
+      `tsmesh init and a sidecar (UID 1337) in each pod; pod-b's app is plain ${useCurl ? 'curl' : "node http"} with no proxy settings (registry: ${cluster.registryFile})`,
+    ],
+    pods,
+    entry: { from: 'pod-b app -> iptables', where: `${service.clusterIP}:80 -> outbound 127.0.0.1:15001` },
+    route: "pod-b -> iptables -> its sidecar -> pod-a's sidecar -> pod-a's app and back",
+    get,
+    accessLines: (pod) => jsonLines(sidecarOf(pod)?.output() ?? '').filter((l): l is AccessLine => l.type === 'access'),
+    logLines: (pod) => jsonLines(sidecarOf(pod)?.output() ?? ''),
+    appTime: (path) => {
+      const line = jsonLines(app.output()).find((l) => l.type === 'app' && l.path === path);
+      return typeof line?.ms === 'number' ? line.ms : undefined;
+    },
+    tryIt: () => [
+      `ip netns exec ${b.netns} curl http://pod-service/`,
+      `ip netns exec ${b.netns} curl http://${a.ip}:8080/        (a pod IP: intercepted too)`,
+      `ip netns exec ${a.netns} curl http://127.0.0.1:15020/metrics`,
+      `ip netns exec ${b.netns} iptables -t nat -S              (the rules tsmesh init installed)`,
+    ],
+    close: () => cluster.close(),
+  };
+}

@@ -1,0 +1,8 @@
+// The demo's scenes, in the order they run. To add one, write a `Scene` (./scene.ts) beside
+// these and put it in the list.
+import type { Scene } from './scene.ts';
+import { requests } from './requests.ts';
+
+export type { Scene, SceneContext } from './scene.ts';
+
+export const scenes: readonly Scene[] = [requests];
