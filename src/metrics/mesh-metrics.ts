@@ -78,6 +78,7 @@ export class MeshMetrics {
   readonly #breaker: Gauge<(typeof BREAKER_LABELS)[number]>;
   readonly #tlsErrors: Counter<(typeof TLS_ERROR_LABELS)[number]>;
   readonly #series = new Map<string, RequestSeries>();
+  readonly #overflowSeries = new Map<string, RequestSeries>();
   readonly #maxSeries: number;
 
   constructor(registry: Registry, options: MeshMetricsOptions = {}) {
@@ -98,7 +99,8 @@ export class MeshMetrics {
     const key = `${peers.direction}\0${peers.sourceWorkload}\0${peers.sourceNamespace}\0${peers.destinationWorkload}\0${peers.destinationNamespace}\0${peers.destinationService}\0${peers.mtls}`;
     let s = this.#series.get(key);
     if (!s) {
-      s = this.#series.size < this.#maxSeries ? this.#makeSeries(peers) : this.#overflow(peers);
+      if (this.#series.size >= this.#maxSeries) return this.#overflow(peers);
+      s = this.#makeSeries(peers);
       this.#series.set(key, s);
     }
     return s;
@@ -165,8 +167,15 @@ export class MeshMetrics {
     };
   }
 
+  // Past the bound: one shared series per direction and mTLS, and nothing more is remembered.
   #overflow(peers: Peers): RequestSeries {
-    return this.#makeSeries({ direction: peers.direction, sourceWorkload: 'overflow', sourceNamespace: 'overflow', destinationWorkload: 'overflow', destinationNamespace: 'overflow', destinationService: 'overflow', mtls: peers.mtls });
+    const key = `${peers.direction}\0${peers.mtls}`;
+    let s = this.#overflowSeries.get(key);
+    if (!s) {
+      s = this.#makeSeries({ direction: peers.direction, sourceWorkload: 'overflow', sourceNamespace: 'overflow', destinationWorkload: 'overflow', destinationNamespace: 'overflow', destinationService: 'overflow', mtls: peers.mtls });
+      this.#overflowSeries.set(key, s);
+    }
+    return s;
   }
 }
 
