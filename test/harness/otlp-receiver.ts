@@ -120,7 +120,7 @@ export async function startOtlpReceiver(options: { host?: string; port?: number;
     let got: ReceivedSpan[];
     try {
       if (contentType === 'application/x-protobuf') got = decodeProtobuf(body);
-      else if (contentType === 'application/json') got = decodeJson(JSON.parse(body.toString('utf8')) as OtlpJson);
+      else if (contentType === 'application/json') got = decodeJson(JSON.parse(body.toString('utf8')));
       else {
         res.writeHead(415, { 'content-type': 'text/plain' }).end(`content-type ${contentType} is not application/x-protobuf or application/json\n`);
         return;
@@ -191,166 +191,105 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
-// ---- protobuf ----
+// ---- decoding ----
+// protobufjs's toObject gives the same shape as OTLP/JSON, except that ids are bytes (hex
+// strings in JSON) and 64-bit integers are strings (numbers or strings in JSON); one walk
+// serves both.
 
-interface PbAnyValue {
-  stringValue?: string;
-  boolValue?: boolean;
-  intValue?: string;
-  doubleValue?: number;
-  arrayValue?: { values?: PbAnyValue[] };
-  kvlistValue?: { values?: PbKeyValue[] };
-  bytesValue?: Uint8Array;
-}
-interface PbKeyValue {
-  key: string;
-  value?: PbAnyValue;
-}
-interface PbSpan {
-  traceId: Uint8Array;
-  spanId: Uint8Array;
-  traceState?: string;
-  parentSpanId?: Uint8Array;
-  name: string;
-  kind?: number;
-  startTimeUnixNano: string;
-  endTimeUnixNano: string;
-  attributes?: PbKeyValue[];
-  status?: { message?: string; code?: number };
-}
-interface PbRequest {
-  resourceSpans?: { resource?: { attributes?: PbKeyValue[] }; scopeSpans?: { scope?: { name?: string }; spans?: PbSpan[] }[] }[];
-}
-
-const hex = (b: Uint8Array | undefined) => Buffer.from(b ?? []).toString('hex');
-
-function pbValue(v: PbAnyValue | undefined): AttrValue {
-  if (!v) return null;
-  if (v.stringValue !== undefined) return v.stringValue;
-  if (v.boolValue !== undefined) return v.boolValue;
-  if (v.intValue !== undefined) return Number(v.intValue);
-  if (v.doubleValue !== undefined) return v.doubleValue;
-  if (v.arrayValue) return (v.arrayValue.values ?? []).map(pbValue);
-  if (v.kvlistValue) return pbAttributes(v.kvlistValue.values);
-  if (v.bytesValue) return Buffer.from(v.bytesValue).toString('base64');
-  return null;
-}
-
-function pbAttributes(kvs: PbKeyValue[] | undefined): Record<string, AttrValue> {
-  const out: Record<string, AttrValue> = {};
-  for (const kv of kvs ?? []) out[kv.key] = pbValue(kv.value);
-  return out;
-}
-
-export function decodeProtobuf(body: Uint8Array): ReceivedSpan[] {
-  const msg = RequestType.toObject(RequestType.decode(body), { longs: String, defaults: false, oneofs: false }) as PbRequest;
-  const out: ReceivedSpan[] = [];
-  for (const rs of msg.resourceSpans ?? []) {
-    const resource = pbAttributes(rs.resource?.attributes);
-    for (const ss of rs.scopeSpans ?? []) {
-      for (const s of ss.spans ?? []) {
-        const parent = hex(s.parentSpanId);
-        out.push({
-          traceId: hex(s.traceId),
-          spanId: hex(s.spanId),
-          parentSpanId: parent ? parent : undefined,
-          traceState: s.traceState ?? '',
-          name: s.name,
-          kind: s.kind ?? 0,
-          startTimeUnixNano: BigInt(s.startTimeUnixNano ?? 0),
-          endTimeUnixNano: BigInt(s.endTimeUnixNano ?? 0),
-          attributes: pbAttributes(s.attributes),
-          status: { code: s.status?.code ?? 0, message: s.status?.message ?? '' },
-          resource,
-          scope: ss.scope?.name ?? '',
-          encoding: 'protobuf',
-        });
-      }
-    }
-  }
-  return out;
-}
-
-// ---- JSON (OTLP/JSON: ids as hex strings, 64-bit integers as numbers or strings) ----
-
-interface JsonAnyValue {
+type Id = string | Uint8Array | undefined;
+interface AnyValue {
   stringValue?: string;
   boolValue?: boolean;
   intValue?: string | number;
   doubleValue?: number;
-  arrayValue?: { values?: JsonAnyValue[] };
-  kvlistValue?: { values?: JsonKeyValue[] };
-  bytesValue?: string;
+  arrayValue?: { values?: AnyValue[] };
+  kvlistValue?: { values?: KeyValue[] };
+  bytesValue?: string | Uint8Array;
 }
-interface JsonKeyValue {
+interface KeyValue {
   key: string;
-  value?: JsonAnyValue;
+  value?: AnyValue;
 }
-interface OtlpJson {
+interface OtlpRequest {
   resourceSpans?: {
-    resource?: { attributes?: JsonKeyValue[] };
+    resource?: { attributes?: KeyValue[] };
     scopeSpans?: {
       scope?: { name?: string };
       spans?: {
-        traceId: string;
-        spanId: string;
+        traceId: Id;
+        spanId: Id;
         traceState?: string;
-        parentSpanId?: string;
+        parentSpanId?: Id;
         name: string;
         kind?: number;
         startTimeUnixNano: string | number;
         endTimeUnixNano: string | number;
-        attributes?: JsonKeyValue[];
+        attributes?: KeyValue[];
         status?: { code?: number; message?: string };
       }[];
     }[];
   }[];
 }
 
-function jsonValue(v: JsonAnyValue | undefined): AttrValue {
+function anyValue(v: AnyValue | undefined): AttrValue {
   if (!v) return null;
   if (v.stringValue !== undefined) return v.stringValue;
   if (v.boolValue !== undefined) return v.boolValue;
   if (v.intValue !== undefined) return Number(v.intValue);
   if (v.doubleValue !== undefined) return v.doubleValue;
-  if (v.arrayValue) return (v.arrayValue.values ?? []).map(jsonValue);
-  if (v.kvlistValue) return jsonAttributes(v.kvlistValue.values);
-  if (v.bytesValue !== undefined) return v.bytesValue;
+  if (v.arrayValue) return (v.arrayValue.values ?? []).map(anyValue);
+  if (v.kvlistValue) return attributes(v.kvlistValue.values);
+  if (v.bytesValue !== undefined) return typeof v.bytesValue === 'string' ? v.bytesValue : Buffer.from(v.bytesValue).toString('base64');
   return null;
 }
 
-function jsonAttributes(kvs: JsonKeyValue[] | undefined): Record<string, AttrValue> {
+function attributes(kvs: KeyValue[] | undefined): Record<string, AttrValue> {
   const out: Record<string, AttrValue> = {};
-  for (const kv of kvs ?? []) out[kv.key] = jsonValue(kv.value);
+  for (const kv of kvs ?? []) out[kv.key] = anyValue(kv.value);
   return out;
 }
 
-export function decodeJson(body: OtlpJson): ReceivedSpan[] {
+function spansOf(body: OtlpRequest, encoding: 'protobuf' | 'json'): ReceivedSpan[] {
+  const hex = (id: Id, what: string, bytes: number): string => {
+    const h = id === undefined ? '' : typeof id === 'string' ? id : Buffer.from(id).toString('hex');
+    if (h !== '' && !new RegExp(`^[0-9a-f]{${bytes * 2}}$`).test(h)) throw new Error(`${what} "${h}" is not ${bytes} bytes of lower-case hex`);
+    return h;
+  };
   const out: ReceivedSpan[] = [];
   for (const rs of body.resourceSpans ?? []) {
-    const resource = jsonAttributes(rs.resource?.attributes);
+    const resource = attributes(rs.resource?.attributes);
     for (const ss of rs.scopeSpans ?? []) {
       for (const s of ss.spans ?? []) {
-        if (!/^[0-9a-f]{32}$/.test(s.traceId) || !/^[0-9a-f]{16}$/.test(s.spanId)) throw new Error(`span "${s.name}": traceId/spanId are not lower-case hex (${s.traceId}/${s.spanId})`);
+        const parent = hex(s.parentSpanId, 'parentSpanId', 8);
         out.push({
-          traceId: s.traceId,
-          spanId: s.spanId,
-          parentSpanId: s.parentSpanId ? s.parentSpanId : undefined,
+          traceId: hex(s.traceId, 'traceId', 16),
+          spanId: hex(s.spanId, 'spanId', 8),
+          parentSpanId: parent ? parent : undefined,
           traceState: s.traceState ?? '',
           name: s.name,
           kind: s.kind ?? 0,
-          startTimeUnixNano: BigInt(s.startTimeUnixNano),
-          endTimeUnixNano: BigInt(s.endTimeUnixNano),
-          attributes: jsonAttributes(s.attributes),
+          startTimeUnixNano: BigInt(s.startTimeUnixNano ?? 0),
+          endTimeUnixNano: BigInt(s.endTimeUnixNano ?? 0),
+          attributes: attributes(s.attributes),
           status: { code: s.status?.code ?? 0, message: s.status?.message ?? '' },
           resource,
           scope: ss.scope?.name ?? '',
-          encoding: 'json',
+          encoding,
         });
       }
     }
   }
   return out;
+}
+
+/** An ExportTraceServiceRequest in protobuf. */
+export function decodeProtobuf(body: Uint8Array): ReceivedSpan[] {
+  return spansOf(RequestType.toObject(RequestType.decode(body), { longs: String, defaults: false, oneofs: false }) as OtlpRequest, 'protobuf');
+}
+
+/** An ExportTraceServiceRequest in OTLP/JSON (ids as hex strings). */
+export function decodeJson(body: unknown): ReceivedSpan[] {
+  return spansOf(body as OtlpRequest, 'json');
 }
 
 const KIND_NAMES = ['internal', 'internal', 'server', 'client', 'producer', 'consumer'] as const;
