@@ -98,7 +98,7 @@ async function measure(runner: Runner, pass: number, position: 'start' | 'end' |
     }
     await probe(runner.url);
     if (pair) m.idleRssMiB = treeMemory(pair.procs.map((p) => p.pid)).rssKiB / MiB;
-    const load = { url: runner.url, rate: opts.rate, connections: opts.connections, files, workDir: work };
+    const load = { url: runner.url, rate: opts.rate, connections: opts.connections, files, workDir: work, spread: opts.spread };
     say(`${label}: ${opts.warmupSeconds}s warm-up, then ${opts.seconds}s at ${opts.rate} req/s over ${opts.connections} connections`);
     const warm = await fixedRate({ ...load, seconds: opts.warmupSeconds, tag: `${tag}-warmup` });
     if (warm.errors > 0) m.warnings.push(`warm-up had ${warm.errors} errors (${warm.errorDetail})`);
@@ -274,7 +274,9 @@ async function main(argv: string[]): Promise<number> {
       `- Machine: ${machine.cpuModel}, ${machine.cores} cores, Linux ${machine.kernel}; load average ${load0} before, ${load1} after; hypervisor steal during the run ${steal.toFixed(1)}%`,
       `- Sidecar: Node ${sidecarNodeVersion}, tsmesh at ${gitDescribe(repoRoot)}; nginx: ${versions.nginx}, ${NGINX_WORKERS} worker process (plus its idle master) per proxy and for the app; load: h2load ${versions.h2load}, wrk ${versions.wrk}; certificates: ${versions.openssl}, P-256, TLS 1.3`,
       `- Request: POST / with a 1 KB body and \`Host: pod-service\`, answered 200 with a 1 KB body by nginx on ${topology.app.host}:${topology.app.port}`,
-      `- Fixed rate: \`h2load --h1 -c${opts.connections} --rps ${opts.rate / opts.connections} -D ${opts.seconds}\` after ${opts.warmupSeconds}s of warm-up; highest throughput: \`wrk -t${opts.wrkThreads} -c${opts.wrkConnections} -d${opts.wrkSeconds}s\``,
+      opts.spread
+        ? `- Fixed rate, spread (diagnostic): ${opts.connections} x \`h2load --h1 -c1 --rps ${opts.rate / opts.connections} -D ${opts.seconds}\` started ${(1000 / opts.rate).toFixed(2)} ms apart, after ${opts.warmupSeconds}s of warm-up; highest throughput: \`wrk -t${opts.wrkThreads} -c${opts.wrkConnections} -d${opts.wrkSeconds}s\``
+        : `- Fixed rate: \`h2load --h1 -c${opts.connections} --rps ${opts.rate / opts.connections} -D ${opts.seconds}\` (its connections send in step: bursts of ${opts.connections} requests together, ${opts.rate / opts.connections} times a second on average) after ${opts.warmupSeconds}s of warm-up; highest throughput: \`wrk -t${opts.wrkThreads} -c${opts.wrkConnections} -d${opts.wrkSeconds}s\``,
       `- ${opts.passes} pass(es) (the pairs' order reversed on even passes); figures are medians over passes; took ${Math.round(elapsed)} s`,
       '',
       markdownTable(summaries),

@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BenchError } from './errors.ts';
-import { runToEnd } from './procs.ts';
+import { runToEnd, sleep } from './procs.ts';
 import { AUTHORITY } from './topology.ts';
 
 export const PAYLOAD_BYTES = 1024;
@@ -68,7 +68,58 @@ export interface FixedRateResult {
   errorDetail: string;
 }
 
-/** `h2load --h1 -c<connections> --rps <rate/connections> -D <seconds> --log-file F`: a constant rate, every duration logged. */
+interface H2loadRun {
+  durationsUs: number[];
+  non200: number;
+  failed: number;
+  errored: number;
+  timedOut: number;
+}
+
+/** One h2load process: `connections` connections at `rate` requests/s in all, every request logged. */
+async function h2load(opts: { url: string; rate: number; connections: number; seconds: number; body: string; logFile: string; outFile: string; tag: string }): Promise<H2loadRun> {
+  const args = [
+    '--h1',
+    `-c${opts.connections}`,
+    '--rps', String(opts.rate / opts.connections),
+    '-D', String(opts.seconds),
+    '--log-file', opts.logFile,
+    // h2load ignores `-H host:` with --h1; the :authority override is what sets the Host header.
+    '-H', `:authority: ${AUTHORITY}`,
+    '-H', 'content-type: application/octet-stream',
+    '-d', opts.body,
+    opts.url,
+  ];
+  const { code, output } = await runToEnd(`h2load ${opts.tag}`, 'h2load', args, { timeoutMs: (opts.seconds + 30) * 1000, logFile: opts.outFile });
+  const summary = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(output);
+  if (code !== 0 || !summary) {
+    throw new BenchError('BENCH_LOAD', `h2load exited ${code} (${opts.tag}):\n${output.trim().split('\n').slice(-6).join('\n')}`);
+  }
+  const [, , , , , failed, errored, timedOut] = summary.map(Number);
+  let text = '';
+  try {
+    text = await readFile(opts.logFile, 'utf8');
+  } catch {
+    // no request completed: counted as errors by the caller through h2load's summary
+  }
+  const durationsUs: number[] = [];
+  let non200 = 0;
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const [, status, us] = line.split('\t');
+    if (status === '200') durationsUs.push(Number(us));
+    else non200 += 1;
+  }
+  return { durationsUs, non200, failed, errored, timedOut };
+}
+
+/**
+ * The fixed-rate run: `h2load --h1 -c<connections> --rps <rate/connections> -D <seconds> --log-file F`.
+ * h2load paces each connection, but starts all their timers together: the connections send in
+ * step, a burst of `connections` requests every `connections/rate` seconds. With `spread`, one
+ * h2load process per connection is started 1/rate apart instead, so requests arrive evenly
+ * (a diagnostic: it separates queueing behind a burst from the cost of one request).
+ */
 export async function fixedRate(opts: {
   url: string;
   rate: number;
@@ -77,43 +128,29 @@ export async function fixedRate(opts: {
   files: LoadFiles;
   workDir: string;
   tag: string;
+  spread?: boolean;
 }): Promise<FixedRateResult> {
-  const logFile = join(opts.workDir, `${opts.tag}.h2load.tsv`);
-  const outFile = join(opts.workDir, `${opts.tag}.h2load.out`);
-  const args = [
-    '--h1',
-    `-c${opts.connections}`,
-    '--rps', String(opts.rate / opts.connections),
-    '-D', String(opts.seconds),
-    '--log-file', logFile,
-    // h2load ignores `-H host:` with --h1; the :authority override is what sets the Host header.
-    '-H', `:authority: ${AUTHORITY}`,
-    '-H', 'content-type: application/octet-stream',
-    '-d', opts.files.body,
-    opts.url,
-  ];
-  const { code, output } = await runToEnd(`h2load ${opts.tag}`, 'h2load', args, { timeoutMs: (opts.seconds + 30) * 1000, logFile: outFile });
-  const summary = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(output);
-  if (code !== 0 || !summary) {
-    throw new BenchError('BENCH_LOAD', `h2load exited ${code} (${opts.tag}):\n${output.trim().split('\n').slice(-6).join('\n')}`);
+  const base = { url: opts.url, seconds: opts.seconds, body: opts.files.body };
+  const file = (i: number | undefined, ext: string) => join(opts.workDir, `${opts.tag}${i === undefined ? '' : `-c${i}`}.h2load.${ext}`);
+  let runs: H2loadRun[];
+  if (!opts.spread) {
+    runs = [await h2load({ ...base, rate: opts.rate, connections: opts.connections, logFile: file(undefined, 'tsv'), outFile: file(undefined, 'out'), tag: opts.tag })];
+  } else {
+    const gapMs = 1000 / opts.rate;
+    runs = await Promise.all(
+      Array.from({ length: opts.connections }, async (_, i) => {
+        await sleep(i * gapMs);
+        return h2load({ ...base, rate: opts.rate / opts.connections, connections: 1, logFile: file(i, 'tsv'), outFile: file(i, 'out'), tag: `${opts.tag} c${i}` });
+      }),
+    );
   }
-  const [, , , , , failed, errored, timedOut] = summary.map(Number);
-  let text = '';
-  try {
-    text = await readFile(logFile, 'utf8');
-  } catch {
-    // no requests completed: handled as errors below
-  }
-  const ok: number[] = [];
-  let non200 = 0;
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const [, status, us] = line.split('\t');
-    if (status === '200') ok.push(Number(us));
-    else non200 += 1;
-  }
-  const durationsUs = Float64Array.from(ok).sort();
-  const requests = ok.length + non200;
+  const durationsUs = Float64Array.from(runs.flatMap((r) => r.durationsUs)).sort();
+  const sum = (f: (r: H2loadRun) => number) => runs.reduce((n, r) => n + f(r), 0);
+  const non200 = sum((r) => r.non200);
+  const failed = sum((r) => r.failed);
+  const errored = sum((r) => r.errored);
+  const timedOut = sum((r) => r.timedOut);
+  const requests = durationsUs.length + non200;
   const errors = non200 + failed + errored + timedOut;
   const errorDetail = errors === 0 ? '' : `${non200} non-200, ${failed} failed, ${errored} errored, ${timedOut} timed out`;
   return { durationsUs, requests, achievedRps: requests / opts.seconds, errors, errorDetail };

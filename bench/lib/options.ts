@@ -23,6 +23,8 @@ export interface Options {
   quick: boolean;
   note: string | undefined;
   keepTemp: boolean;
+  /** One h2load per connection, started 1/rate apart, instead of one h2load whose connections send in step. */
+  spread: boolean;
 }
 
 export const HELP = `Usage: npm run bench -- [options]     (or: node bench/run.ts [options], with Node 24)
@@ -44,6 +46,8 @@ Options:
   --cases LIST          comma-separated subset of: ${ALL_CASES.join(', ')} (direct always runs)
   --record / --no-record  write bench/RESULTS.md and bench/results/ (default: on, off with --quick)
   --note TEXT           a note printed at the top of the recorded section
+  --spread              diagnostic: one h2load per connection, started 1/rate apart, so requests
+                        arrive evenly instead of in bursts of C (see docs/benchmark.md)
   --keep-temp           keep the temp folder (configs, certificates, logs) at the end
   -h, --help            this text
 `;
@@ -78,6 +82,7 @@ export function parseOptions(argv: string[]): Options | undefined {
         'no-record': { type: 'boolean' },
         note: { type: 'string' },
         'keep-temp': { type: 'boolean' },
+        spread: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -113,5 +118,6 @@ export function parseOptions(argv: string[]): Options | undefined {
     record: v.record ?? (v['no-record'] ? false : !quick),
     note: v.note,
     keepTemp: v['keep-temp'] ?? false,
+    spread: v.spread ?? false,
   };
 }
