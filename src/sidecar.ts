@@ -10,7 +10,10 @@ import { watchFile, type FileWatch } from './watch/watch.ts';
 import { P2CBalancer } from './balance/p2c.ts';
 import { HealthTable } from './breaker/endpoint-health.ts';
 import { RetryBudget } from './retry/budget.ts';
-import { plainDialer } from './upstream/dial.ts';
+import { meshDialer } from './upstream/dial.ts';
+import { createIdentityProvider, type IdentityProvider } from './identity/index.ts';
+import { createMeshTls, type MeshTls } from './mtls/index.ts';
+import type { InboundTls } from './inbound/inbound.ts';
 import { ConnectionPools } from './upstream/pool.ts';
 import { createForwarder } from './http/forward.ts';
 import { createOutbound } from './outbound/outbound.ts';
@@ -32,7 +35,16 @@ export interface Sidecar {
   close(): Promise<void>;
 }
 
-export async function startSidecar(settings: Settings, log: Logger, options: { onQuit?: () => void } = {}): Promise<Sidecar> {
+export interface SidecarOptions {
+  onQuit?: () => void;
+  /**
+   * The workload identity. Default: the files in TSMESH_TLS_DIR, else the control plane's CA;
+   * none (a plaintext mesh) in local mode (TSMESH_REGISTRY) without TSMESH_TLS_DIR.
+   */
+  identity?: IdentityProvider | null;
+}
+
+export async function startSidecar(settings: Settings, log: Logger, options: SidecarOptions = {}): Promise<Sidecar> {
   const config = new LiveConfig(log.child({ component: 'config' }));
   const registry = new Registry();
   const tracker = new Tracker();
@@ -70,7 +82,24 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
     registry.replace({ services: [], pods: [] });
   }
 
-  const dialer = plainDialer({ inboundPort: settings.inboundPort, localAddress: isUnspecified(settings.bindAddress) ? undefined : settings.bindAddress });
+  // Identity and mTLS: the TLS contexts exist once the first certificate does; until then the
+  // sidecar is not ready, meshed calls fail over, and inbound mTLS is refused.
+  const identity =
+    options.identity !== undefined
+      ? options.identity
+      : settings.registryFile && !settings.tlsDir
+        ? null
+        : createIdentityProvider(settings, { log: log.child({ component: 'identity' }), registry: metrics });
+  if (!identity) log.warn({ code: 'TSMESH_MTLS_OFF' }, 'no workload identity (local mode without TSMESH_TLS_DIR): the mesh hop is plaintext');
+  let mesh: MeshTls | undefined;
+  let inboundTls: InboundTls | undefined;
+  const dialer = meshDialer({
+    inboundPort: settings.inboundPort,
+    localAddress: isUnspecified(settings.bindAddress) ? undefined : settings.bindAddress,
+    trustDomain: settings.trustDomain,
+    mtls: identity !== null,
+    mesh: () => mesh,
+  });
   const pools = new ConnectionPools(dialer);
   registry.on('change', (view) => pools.retain(({ ip }) => ip === settings.podIP || view.podByIP(ip) !== undefined));
   const forwarder = createForwarder();
@@ -110,6 +139,9 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
   });
   const inbound = createInbound({
     podIP: settings.podIP,
+    trustDomain: settings.trustDomain,
+    mtls: identity !== null,
+    tls: () => inboundTls,
     config,
     pools,
     forwarder,
@@ -120,6 +152,23 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
     originalPort: (socket) => originalDestination(socket)?.port,
   });
 
+  identity?.ready.then(
+    () => {
+      mesh = createMeshTls(identity, { log });
+      const tlsLog = log.child({ component: 'mtls' });
+      const servers = (['strict', 'permissive'] as const).map((mode) => {
+        const server = mesh!.inboundServer(mode, (socket, peer) => inbound.handleSecure(socket, peer));
+        server.on('tlsClientError', (err: Error & { code?: string; reason?: string }, socket: { remoteAddress?: string }) =>
+          tlsLog.warn({ code: err.code, reason: err.reason, client: socket.remoteAddress }, `inbound TLS refused: ${err.message}`),
+        );
+        return server;
+      });
+      inboundTls = { ownSpiffeId: mesh.ownSpiffeId, strict: servers[0]!, permissive: servers[1]! };
+      log.info({ spiffeId: mesh.ownSpiffeId }, 'workload identity ready: mTLS on');
+    },
+    () => undefined, // closed before the first certificate
+  );
+
   let draining = false;
   let drained: Promise<void> | undefined;
   const admin = createAdmin({
@@ -127,6 +176,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
       const reasons: string[] = [];
       if (draining) reasons.push('draining');
       if (!registry.loaded) reasons.push('registry not loaded');
+      if (identity && !mesh) reasons.push('no workload certificate yet');
       return { ok: reasons.length === 0, reasons };
     },
     config: () => ({
@@ -167,6 +217,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
     for (const s of [outboundListener, outboundListener6, inboundListener, admin]) if (s.listening) s.close();
     pools.close();
     forwarder.close();
+    identity?.close();
     throw err;
   }
   log.info({ outbound: outboundAddr, inbound: inboundAddr, admin: adminAddr, pod: settings.podName }, 'sidecar listening');
@@ -180,6 +231,8 @@ export async function startSidecar(settings: Settings, log: Logger, options: { o
     pools.close();
     forwarder.close();
     health.close();
+    mesh?.close();
+    identity?.close();
   };
 
   const drain = (): Promise<void> => {

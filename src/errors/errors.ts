@@ -62,13 +62,15 @@ export function classifyUpstreamError(err: unknown): ProxyError {
   if (err instanceof ProxyError) return err;
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
+    case 'ERR_TSMESH_PEER_IDENTITY':
+      return new ProxyError('CONNECT_FAILURE', (err as Error).message, { cause: err });
     case 'ECONNREFUSED':
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
     case 'ENOTFOUND':
     case 'EADDRNOTAVAIL':
     case 'ETIMEDOUT':
-      return new ProxyError('CONNECT_FAILURE', `cannot connect to upstream: ${code}`, { cause: err });
+      return new ProxyError('CONNECT_FAILURE', `cannot connect to upstream: ${(err as Error).message || code}`, { cause: err });
     default:
       return new ProxyError('UPSTREAM_RESET', `upstream connection failed: ${code ?? (err as Error)?.message ?? 'unknown'}`, { cause: err });
   }

@@ -1,14 +1,18 @@
 // The inbound pipeline (listener 15006): calls to this pod's app. Per connection:
-//   target port  the mesh preamble from a peer sidecar, or the original destination port of a
-//                redirected connection (interception), else refused
+//   caller       a peer sidecar connects directly: mTLS (strict: required; the peer's SPIFFE
+//                ID from its verified certificate), then the mesh preamble names the app port;
+//                a caller without a sidecar arrives redirected by iptables: its original
+//                destination port is the app port (refused in strict mode)
 //   protocol     opaque (the preamble says so, or an opaque port) is piped as TCP; the rest is
 //                HTTP/1.1 when its first bytes are, else TCP
+//   authorize    the pod's `allow` list: TCP closed / HTTP 403 forbidden
 // and per HTTP request:
 //   forward      to the app at the pod's own IP (not 127.0.0.1: an app that listens only on
 //                localhost chose not to be reachable from other pods) and the target port
-//   observe      x-forwarded-*, access log
+//   observe      x-forwarded-*, x-forwarded-client-cert, access log
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import { readPreamble } from '../mesh/preamble.ts';
 import { detectProtocol } from '../detect/detect.ts';
 import { onClientError } from '../http/client-error.ts';
@@ -17,13 +21,24 @@ import { pipeSockets } from '../tcp/pipe.ts';
 import { logHttp, logTcp } from '../log/access.ts';
 import { targetUrl } from '../outbound/exchange.ts';
 import { forwardOnce, type Forwarder, type ForwardResult } from '../http/forward.ts';
+import { ProxyError } from '../errors/errors.ts';
+import { sendProxyError } from '../errors/response.ts';
+import { compileAllowList, handOver, xfccValue, XFCC_HEADER, type AllowList } from '../mtls/index.ts';
 import type { ConnectionPools } from '../upstream/pool.ts';
 import type { LiveConfig } from '../config/live.ts';
+import type { MtlsMode } from '../config/annotations.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
 
+export interface InboundTls {
+  readonly ownSpiffeId: string;
+  readonly strict: TlsServer;
+  readonly permissive: TlsServer;
+}
+
 export interface InboundDeps {
   readonly podIP: string;
+  readonly trustDomain: string;
   readonly config: LiveConfig;
   readonly pools: ConnectionPools;
   readonly forwarder: Forwarder;
@@ -31,15 +46,42 @@ export interface InboundDeps {
   readonly log: Logger;
   readonly preambleTimeoutMs: number;
   readonly detectTimeoutMs: number;
-  /** The original destination of a redirected connection (interception); undefined when not redirected. */
-  readonly originalPort?: (socket: Socket) => number | undefined;
+  /** The original destination port of a redirected connection (interception); undefined when not redirected. */
+  readonly originalPort: (socket: Socket) => number | undefined;
+  /** Whether the mesh has identities (mTLS); false in local mode without certificates. */
+  readonly mtls: boolean;
+  /** The TLS servers, once this sidecar has a certificate. */
+  readonly tls: () => InboundTls | undefined;
 }
 
-export function createInbound(deps: InboundDeps): { server: Server; handleConnection(socket: Socket): void } {
-  const { podIP, config, pools, forwarder, tracker, log } = deps;
-  const appPort = new WeakMap<Socket, number>();
+interface Caller {
+  /** The peer's verified SPIFFE ID; null for a plaintext or unauthenticated caller. */
+  readonly peer: string | null;
+  readonly port: number;
+}
 
-  const finish = (req: IncomingMessage, start: number, upstream: string) => (e: ForwardResult) => {
+export interface Inbound {
+  readonly server: Server;
+  handleConnection(socket: Socket): void;
+  /** A connection that completed the mTLS handshake (from InboundTls's servers). */
+  handleSecure(socket: TLSSocket, peer: string | null): void;
+}
+
+export function createInbound(deps: InboundDeps): Inbound {
+  const { podIP, config, pools, forwarder, tracker, log } = deps;
+  const callers = new WeakMap<Socket, Caller>();
+
+  // The allow-list, compiled once per annotation change.
+  let allow: AllowList = compileAllowList(config.pod.allow, deps.trustDomain);
+  config.on('change', () => (allow = compileAllowList(config.pod.allow, deps.trustDomain)));
+  const mode = (): MtlsMode => (deps.mtls ? config.pod.mtls : 'disabled');
+
+  const refuse = (socket: Socket, code: string, reason: string, peer: string | null = null) => {
+    log.warn({ code, client: socket.remoteAddress, peer, reason }, `inbound connection refused: ${reason}`);
+    socket.destroy();
+  };
+
+  const finish = (req: IncomingMessage, start: number, upstream: string, peer: string | null) => (e: ForwardResult) => {
     tracker.end();
     logHttp(log, {
       direction: 'inbound',
@@ -55,40 +97,64 @@ export function createInbound(deps: InboundDeps): { server: Server; handleConnec
       bytes_in: e.bytesIn,
       bytes_out: e.bytesOut,
       client: req.socket.remoteAddress,
+      peer,
       error: e.error?.reason,
     });
   };
 
+  /** Per request: authorization (live), then the identity headers for the app. */
+  const admit = (req: IncomingMessage): { caller: Caller; denied: ProxyError | undefined } => {
+    const caller = callers.get(req.socket)!;
+    const decision = allow.check(caller.peer);
+    delete req.headers[XFCC_HEADER]; // only this sidecar may say who the caller is
+    const tls = deps.tls();
+    const xfcc = tls ? xfccValue(tls.ownSpiffeId, caller.peer) : undefined;
+    if (xfcc) req.headers[XFCC_HEADER] = xfcc;
+    setForwarded(req.headers, req.socket.remoteAddress, 'http');
+    return { caller, denied: decision.allowed ? undefined : new ProxyError('FORBIDDEN', decision.reason) };
+  };
+
   const server = createServer({ keepAliveTimeout: 60_000, headersTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
     const start = performance.now();
-    const port = appPort.get(req.socket)!;
+    const { caller, denied } = admit(req);
+    const upstream = `${podIP}:${caller.port}`;
     tracker.begin();
     if (tracker.draining) res.setHeader('connection', 'close');
-    setForwarded(req.headers, req.socket.remoteAddress, 'http');
-    const dest = { ip: podIP, port, meshed: false };
-    forwardOnce(forwarder, req, res, targetUrl(dest), pools.agentFor(dest), finish(req, start, `${podIP}:${port}`));
+    if (denied) {
+      log.warn({ code: 'TSMESH_FORBIDDEN', peer: caller.peer, client: req.socket.remoteAddress, reason: denied.message }, 'request refused by the allow-list');
+      sendProxyError(res, denied);
+      return finish(req, start, upstream, caller.peer)({ status: denied.status, error: denied, bytesIn: 0, bytesOut: 0 });
+    }
+    const dest = { ip: podIP, port: caller.port, meshed: false };
+    forwardOnce(forwarder, req, res, targetUrl(dest), pools.agentFor(dest), finish(req, start, upstream, caller.peer));
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const start = performance.now();
-    const port = appPort.get(req.socket)!;
+    const { caller, denied } = admit(req);
+    if (denied) {
+      socket.end(`HTTP/1.1 403 Forbidden\r\nx-tsmesh-error: ${denied.reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      return;
+    }
     tracker.begin();
-    setForwarded(req.headers, req.socket.remoteAddress, 'http');
-    const dest = { ip: podIP, port, meshed: false };
-    const done = finish(req, start, `${podIP}:${port}`);
+    const dest = { ip: podIP, port: caller.port, meshed: false };
+    const done = finish(req, start, `${podIP}:${caller.port}`, caller.peer);
     forwarder.upgrade(req, socket, head, targetUrl(dest), pools.agentFor(dest), (r) => done({ status: r.status, error: r.error, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten }));
   });
   server.on('clientError', onClientError(log, 'inbound'));
 
-  const opaque = (client: Socket, port: number) => {
+  const opaque = (client: Socket, caller: Caller) => {
+    const decision = allow.check(caller.peer);
+    if (!decision.allowed) return refuse(client, 'TSMESH_FORBIDDEN', decision.reason, caller.peer);
     const start = performance.now();
     tracker.begin();
-    const upstream = connect({ host: podIP, port, noDelay: true });
+    const upstream = connect({ host: podIP, port: caller.port, noDelay: true });
     pipeSockets(client, upstream, (o) => {
       tracker.end();
       logTcp(log, {
         direction: 'inbound',
         client: client.remoteAddress,
-        upstream: `${podIP}:${port}`,
+        peer: caller.peer,
+        upstream: `${podIP}:${caller.port}`,
         bytes_in: o.bytesIn,
         bytes_out: o.bytesOut,
         duration_ms: Math.round(performance.now() - start),
@@ -97,29 +163,49 @@ export function createInbound(deps: InboundDeps): { server: Server; handleConnec
     });
   };
 
+  const http = (socket: Socket, caller: Caller) => {
+    callers.set(socket, caller);
+    server.emit('connection', socket);
+    socket.resume();
+  };
+
+  /** After the caller is known: the preamble (from a peer sidecar) names the port and protocol. */
+  const fromPeer = (socket: Socket, peer: string | null) => {
+    readPreamble(socket, deps.preambleTimeoutMs).then((r) => {
+      if (!('port' in r)) return refuse(socket, 'TSMESH_INBOUND_NO_TARGET', 'error' in r ? r.error : 'no mesh preamble and not a redirected connection', peer);
+      const caller = { peer, port: r.port };
+      return r.opaque || config.pod['opaque-ports'].includes(r.port) ? opaque(socket, caller) : http(socket, caller);
+    }, () => socket.destroy());
+  };
+
   return {
     server,
     handleConnection(socket) {
       socket.setNoDelay(true);
       socket.on('error', () => socket.destroy());
-      const http = (port: number) => {
-        appPort.set(socket, port);
-        server.emit('connection', socket);
-        socket.resume();
-      };
-      const redirected = deps.originalPort?.(socket);
+      const redirected = deps.originalPort(socket);
       if (redirected !== undefined) {
         // a caller without a sidecar, redirected here by iptables
-        if (config.pod['opaque-ports'].includes(redirected)) return opaque(socket, redirected);
-        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => (protocol === 'http1' ? http(redirected) : opaque(socket, redirected)));
+        if (mode() === 'strict') return refuse(socket, 'TSMESH_MTLS_REQUIRED', `plaintext to port ${redirected} from a caller without a sidecar (mTLS is strict)`);
+        const caller = { peer: null, port: redirected };
+        if (config.pod['opaque-ports'].includes(redirected)) return opaque(socket, caller);
+        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => (protocol === 'http1' ? http(socket, caller) : opaque(socket, caller)));
         return;
       }
-      readPreamble(socket, deps.preambleTimeoutMs).then((r) => {
-        if ('port' in r) return r.opaque || config.pod['opaque-ports'].includes(r.port) ? opaque(socket, r.port) : http(r.port);
-        const reason = 'error' in r ? r.error : 'no mesh preamble and not a redirected connection';
-        log.warn({ code: 'TSMESH_INBOUND_NO_TARGET', client: socket.remoteAddress, reason }, `inbound connection refused: ${reason}`);
-        socket.destroy();
-      }, () => socket.destroy());
+      // a peer sidecar: mTLS, or plaintext where the mode allows it
+      void detectProtocol(socket, { timeoutMs: deps.preambleTimeoutMs }).then(({ protocol }) => {
+        if (protocol === 'tls') {
+          const tls = deps.tls();
+          if (!tls) return refuse(socket, 'TSMESH_NO_CERTIFICATE', 'this sidecar has no certificate yet');
+          return handOver(mode() === 'strict' ? tls.strict : tls.permissive, socket);
+        }
+        if (mode() === 'strict') return refuse(socket, 'TSMESH_MTLS_REQUIRED', 'a plaintext mesh connection (mTLS is strict)');
+        fromPeer(socket, null);
+      });
+    },
+    handleSecure(socket, peer) {
+      socket.on('error', () => socket.destroy());
+      fromPeer(socket, peer);
     },
   };
 }

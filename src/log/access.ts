@@ -16,6 +16,8 @@ export interface HttpAccess {
   bytes_in: number;
   bytes_out: number;
   client: string | undefined;
+  /** the caller's verified SPIFFE ID (inbound), null when unauthenticated */
+  peer?: string | null;
   error: string | undefined;
   upstream_ms?: number | undefined;
   attempts?: number;
@@ -24,6 +26,7 @@ export interface HttpAccess {
 export interface TcpAccess {
   direction: 'inbound' | 'outbound';
   client: string | undefined;
+  peer?: string | null;
   upstream: string | undefined;
   upstream_service?: string | undefined;
   bytes_in: number;

@@ -19,6 +19,7 @@ import { breakerSettings, type HealthTable } from '../breaker/endpoint-health.ts
 import type { RetryBudget } from '../retry/budget.ts';
 import type { P2CBalancer } from '../balance/p2c.ts';
 import type { ConnectionPools } from '../upstream/pool.ts';
+import { endpointDestination } from '../upstream/dial.ts';
 import type { Endpoint } from '../registry/model.ts';
 import type { Policy, RetryOn } from '../config/annotations.ts';
 
@@ -138,7 +139,7 @@ export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: Serve
       }, policy['per-try-timeout']);
     }
 
-    const agent = deps.pools.agentFor({ ip: endpoint.ip, port: endpoint.port, meshed: endpoint.pod.meshed });
+    const agent = deps.pools.agentFor(endpointDestination(endpoint));
     let stream: Readable;
     if (body.replayable) {
       stream = replay(body.bytes);

@@ -17,7 +17,7 @@ import { pipeSockets } from '../tcp/pipe.ts';
 import { logTcp } from '../log/access.ts';
 import { podAnnotations } from '../config/annotations.ts';
 import type { OriginalDestination } from '../origdst/origdst.ts';
-import type { Dialer, Destination } from '../upstream/dial.ts';
+import { endpointDestination, type Dialer, type Destination } from '../upstream/dial.ts';
 import type { LiveConfig } from '../config/live.ts';
 import type { Pod, Service } from '../registry/model.ts';
 import { ProxyError } from '../errors/errors.ts';
@@ -107,7 +107,7 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
       if (dest.kind === 'passthrough') to = { ip: dest.address, port: dest.port, meshed: false };
       else {
         const ep = dest.kind === 'service' ? pick(dest.target) : dest.endpoint;
-        to = { ip: ep.ip, port: ep.port, meshed: ep.pod.meshed };
+        to = endpointDestination(ep);
         if (dest.kind === 'service') service = `${dest.target.service.name}.${dest.target.service.namespace}`;
       }
     } catch (err) {
@@ -194,7 +194,7 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
     tracker.begin();
     req.headers['x-tsmesh-attempt'] = '1';
     const done = finish(req, start, routed, routed.authority);
-    forwarder.upgrade(req, socket, head, targetUrl(endpoint), pools.agentFor({ ip: endpoint.ip, port: endpoint.port, meshed: endpoint.pod.meshed }), (r) =>
+    forwarder.upgrade(req, socket, head, targetUrl(endpoint), pools.agentFor(endpointDestination(endpoint)), (r) =>
       done({ status: r.status, error: r.error, endpoint, attempts: 1, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, upstreamMs: undefined }),
     );
   });

@@ -8,6 +8,8 @@ import type { Registry } from './registry.ts';
 import type { Logger } from '../log/log.ts';
 
 export function parseRegistryYaml(text: string, source: string) {
+  // An empty file is far more often one caught mid-write than a wish for an empty mesh.
+  if (text.trim() === '') throw new ConfigError(source, ['the file is empty (write "services: []" for a registry without services)']);
   let raw: unknown;
   try {
     raw = parseYaml(text);

@@ -40,7 +40,7 @@ export class ConnectionPools {
   }
 
   agentFor(dest: Destination): Agent {
-    const key = `${dest.meshed ? 'm' : 'p'}:${dest.ip}:${dest.port}`;
+    const key = dest.meshed ? `m:${dest.identity?.namespace}/${dest.identity?.serviceAccount}@${dest.ip}:${dest.port}` : `p:${dest.ip}:${dest.port}`;
     let agent = this.#agents.get(key);
     if (!agent) {
       agent = new DestinationAgent(this.#dialer, dest, {
@@ -57,7 +57,7 @@ export class ConnectionPools {
   /** Drains the pools of destinations no longer in use (endpoints that left the registry). */
   retain(keep: (dest: { ip: string; port: number }) => boolean): void {
     for (const [key, agent] of this.#agents) {
-      const [, ip, port] = /^[mp]:(.*):(\d+)$/.exec(key) ?? [];
+      const [, ip, port] = /^[mp]:(?:[^@]*@)?(.*):(\d+)$/.exec(key) ?? [];
       if (ip && !keep({ ip, port: Number(port) })) {
         agent.retire();
         this.#agents.delete(key);
