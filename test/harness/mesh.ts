@@ -12,6 +12,7 @@ import { startSidecar, type Sidecar } from '../../src/sidecar.ts';
 import { settingsFromEnv } from '../../src/config/settings.ts';
 import { formatPodInfo } from '../../src/config/podinfo.ts';
 import type { AddressInfo } from 'node:net';
+import { createCA, writeWorkloadIdentity, type CA } from './identity.ts';
 
 const used = new Set<string>();
 /** A fresh loopback address for a test pod. */
@@ -135,6 +136,8 @@ export async function testSidecar(options: { pod: PodDef; registryFile: string; 
   });
   const log = pino({ level: 'debug', formatters: { level: (label) => ({ level: label }) } }, sink);
   const sidecar = await startSidecar(settings, log);
+  const adminURL = `http://${pod.ip}:${sidecar.admin.port}`;
+  await eventually(async () => (await fetch(`${adminURL}/healthz/ready`)).ok, 10_000, `${pod.name}'s sidecar to be ready`);
   return {
     sidecar,
     logs,
@@ -157,6 +160,10 @@ export interface Pair {
   readonly server: TestSidecar;
   readonly registryFile: string;
   readonly pods: { a: PodDef; b: PodDef };
+  /** the folder holding the registry and (with mTLS) the pods' certificate folders `<pod>-tls` */
+  readonly dir: string;
+  /** the CA that signed the pods' certificates (with mTLS) */
+  readonly ca: CA | undefined;
   /** The client's sidecar outbound listener, e.g. to use as an HTTP proxy. */
   readonly proxyURL: string;
   close(): Promise<void>;
@@ -166,24 +173,38 @@ export interface Pair {
  * DESIGN.md's example: pod-a (app on 8080, label app: web-app) behind Service pod-service
  * (80 -> 8080), pod-b the client, a sidecar in each.
  */
-export async function sidecarPair(handler: (req: IncomingMessage, res: ServerResponse) => void, options: { annotations?: { a?: Record<string, string>; b?: Record<string, string> }; services?: ServiceDef[]; serviceAnnotations?: Record<string, string> } = {}): Promise<Pair> {
+export async function sidecarPair(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  options: { annotations?: { a?: Record<string, string>; b?: Record<string, string> }; services?: ServiceDef[]; serviceAnnotations?: Record<string, string>; mtls?: boolean } = {},
+): Promise<Pair> {
   const dir = await tempDir();
-  const a: PodDef = { name: 'pod-a', ip: loopbackIP(), labels: { app: 'web-app' }, meshed: true };
-  const b: PodDef = { name: 'pod-b', ip: loopbackIP(), labels: { app: 'client' }, meshed: true };
+  const a: PodDef = { name: 'pod-a', ip: loopbackIP(), labels: { app: 'web-app' }, meshed: true, serviceAccount: 'pod-a' };
+  const b: PodDef = { name: 'pod-b', ip: loopbackIP(), labels: { app: 'client' }, meshed: true, serviceAccount: 'pod-b' };
+  // mTLS: certificates from one embedded CA, as files (TSMESH_TLS_DIR)
+  const tlsEnv: { a?: Record<string, string>; b?: Record<string, string> } = {};
+  let ca: CA | undefined;
+  if (options.mtls) {
+    ca = await createCA({ trustDomain: 'cluster.local' });
+    for (const [key, pod] of [['a', a], ['b', b]] as const) {
+      tlsEnv[key] = { TSMESH_TLS_DIR: await writeWorkloadIdentity(ca!, join(dir.path, `${pod.name}-tls`), { namespace: 'default', serviceAccount: pod.serviceAccount! }) };
+    }
+  }
   const app = await upstream(handler, { ip: a.ip, port: 8080 });
   const registryFile = join(dir.path, 'registry.yaml');
   await writeRegistry(registryFile, {
     services: [{ name: 'pod-service', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web-app' }, annotations: options.serviceAnnotations ?? {} }, ...(options.services ?? [])],
     pods: [a, b],
   });
-  const server = await testSidecar({ pod: a, registryFile, dir: dir.path, annotations: options.annotations?.a ?? {} });
-  const client = await testSidecar({ pod: b, registryFile, dir: dir.path, annotations: options.annotations?.b ?? {} });
+  const server = await testSidecar({ pod: a, registryFile, dir: dir.path, annotations: options.annotations?.a ?? {}, ...(tlsEnv.a ? { env: tlsEnv.a } : {}) });
+  const client = await testSidecar({ pod: b, registryFile, dir: dir.path, annotations: options.annotations?.b ?? {}, ...(tlsEnv.b ? { env: tlsEnv.b } : {}) });
   return {
     app,
     client,
     server,
     registryFile,
     pods: { a, b },
+    dir: dir.path,
+    ca,
     proxyURL: client.outboundURL,
     async close() {
       await Promise.all([client.close(), server.close()]);
