@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 
 const run = promisify(execFile);
 const TSMESH = join(import.meta.dirname, '..', 'bin', 'tsmesh.js');
@@ -115,17 +116,32 @@ test('tsmesh demo --keep (netns) keeps the mesh until Ctrl-C, then removes its n
   }
 });
 
-test('tsmesh demo (netns) stopped by SIGTERM in the middle of its requests removes its namespaces', { skip: skipNotRoot }, async () => {
+test('tsmesh demo (netns) stopped by SIGTERM in the middle of its requests removes its namespaces (exit 143)', { skip: skipNotRoot }, async () => {
   const demo = startDemo(['--mode', 'netns', '--requests', '100']);
   try {
     await demo.waitFor(/Request 1: /);
     const named = namedNamespaces(demo.output().stdout);
     assert.equal(named.length, 2);
     demo.child.kill('SIGTERM');
-    const { signal } = await demo.exited;
-    assert.equal(signal, 'SIGTERM');
+    assert.deepEqual(await demo.exited, { code: 143, signal: null });
+    assert.doesNotMatch(demo.output().stdout, /Request 100:/, 'it stopped early');
     const after = netnsList();
     assert.deepEqual(after.filter((n) => n.startsWith(`tsm-${demo.child.pid}-`)), []);
+  } finally {
+    demo.child.kill('SIGKILL');
+  }
+});
+
+test('tsmesh demo (loopback) stopped by Ctrl-C in the middle of its requests stops its sidecars and removes its files (exit 130)', async () => {
+  const demo = startDemo(['--mode', 'loopback', '--requests', '100']);
+  try {
+    await demo.waitFor(/Request 1: /);
+    const dir = /\(registry: (\S+)\/registry\.yaml\)/.exec(demo.output().stdout)?.[1];
+    assert.ok(dir && existsSync(dir), 'the registry is there while the demo runs');
+    demo.child.kill('SIGINT');
+    assert.deepEqual(await demo.exited, { code: 130, signal: null });
+    assert.equal(existsSync(dir), false);
+    assert.doesNotMatch(demo.output().stderr, /sidecar exited with code/);
   } finally {
     demo.child.kill('SIGKILL');
   }

@@ -1,10 +1,12 @@
 // `tsmesh demo` (and `npm start`): DESIGN.md's example mesh on this machine, in network
 // namespaces with the real interception where it can (root on Linux), on loopback addresses
 // otherwise, and the scenes of src/demo/scenes/ on it.
+import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Command } from './command.ts';
 import { UsageError } from '../errors/errors.ts';
 import { DEMO_MODES, startDemoMesh, type RequestedMode } from '../demo/start.ts';
+import type { DemoMesh } from '../demo/mesh.ts';
 import { scenes } from '../demo/scenes/index.ts';
 
 const help = `Usage: tsmesh demo [--mode auto|loopback|netns] [--requests N] [--keep]
@@ -23,7 +25,13 @@ the demo shows which pod answered, through which hops, and how long each took.
   --keep         leave the mesh running (Ctrl-C to stop) so you can call it yourself
 `;
 
-function parse(argv: string[]): { mode: RequestedMode; requests: number; keep: boolean } {
+interface DemoOptions {
+  readonly mode: RequestedMode;
+  readonly requests: number;
+  readonly keep: boolean;
+}
+
+function parse(argv: string[]): DemoOptions {
   let values;
   try {
     ({ values } = parseArgs({
@@ -40,11 +48,38 @@ function parse(argv: string[]): { mode: RequestedMode; requests: number; keep: b
   return { mode, requests, keep: values.keep };
 }
 
-const untilStopped = () =>
-  new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** Ctrl-C, SIGTERM or SIGHUP: `controller` aborts with the signal's name, and the demo cleans up. */
+function stopOnSignals(controller: AbortController): () => void {
+  const stop = (signal: NodeJS.Signals) => controller.abort(signal);
+  for (const s of STOP_SIGNALS) process.on(s, stop);
+  return () => {
+    for (const s of STOP_SIGNALS) process.off(s, stop);
+  };
+}
+
+/** Stopped by a signal before it was done: the exit status a shell gives (130 for Ctrl-C). */
+const exitStatusOf = (signal: AbortSignal) => 128 + constants.signals[signal.reason as NodeJS.Signals];
+
+const aborted = (signal: AbortSignal) => new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+
+/** Prints what the mesh is, runs the scenes in order, and with --keep waits for Ctrl-C. */
+async function show(mesh: DemoMesh, options: DemoOptions, stop: AbortSignal): Promise<boolean> {
+  const print = (line: string) => console.log(line);
+  for (const line of mesh.description) print(line);
+  print('pod-b calls pod-service, which selects pod-a, through both sidecars.');
+  let ok = true;
+  for (const scene of scenes) {
+    if (stop.aborted) return ok;
+    ok = (await scene.run({ mesh, print, requests: options.requests, signal: stop })) && ok;
+  }
+  if (options.keep && !stop.aborted) {
+    print(`\nThe mesh keeps running. Try:\n${mesh.tryIt().map((l) => `  ${l}`).join('\n')}\nCtrl-C stops it${mesh.mode === 'netns' ? ' and removes the namespaces' : ''}.`);
+    await aborted(stop);
+  }
+  return ok;
+}
 
 const command: Command = {
   summary: 'run a small local mesh and show what it does',
@@ -53,21 +88,27 @@ const command: Command = {
     const options = parse(argv);
     // A reader that stops early (`tsmesh demo | head`) must not stop the demo before it cleans up.
     process.stdout.on('error', () => {});
-    const print = (line: string) => console.log(line);
-    const mesh = await startDemoMesh({ mode: options.mode, logLevel: 'info' });
-    let ok = true;
+    const stop = new AbortController();
+    const unlisten = stopOnSignals(stop);
     try {
-      for (const line of mesh.description) print(line);
-      print('pod-b calls pod-service, which selects pod-a, through both sidecars.');
-      for (const scene of scenes) ok = (await scene.run({ mesh, print, requests: options.requests })) && ok;
-      if (options.keep) {
-        print(`\nThe mesh keeps running. Try:\n${mesh.tryIt().map((l) => `  ${l}`).join('\n')}\nCtrl-C stops it${mesh.mode === 'netns' ? ' and removes the namespaces' : ''}.`);
-        await untilStopped();
+      let mesh: DemoMesh;
+      try {
+        mesh = await startDemoMesh({ mode: options.mode, logLevel: 'info', signal: stop.signal });
+      } catch (err) {
+        if (!stop.signal.aborted) throw err;
+        return exitStatusOf(stop.signal); // it failed because the exit hooks removed its namespaces
       }
+      let ok: boolean;
+      try {
+        ok = await show(mesh, options, stop.signal);
+      } finally {
+        await mesh.close();
+      }
+      if (options.keep || !stop.signal.aborted) return ok ? 0 : 1;
+      return exitStatusOf(stop.signal);
     } finally {
-      await mesh.close();
+      unlisten();
     }
-    return ok ? 0 : 1;
   },
 };
 export default command;

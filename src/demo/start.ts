@@ -16,6 +16,8 @@ export interface StartOptions {
   readonly logLevel?: string;
   /** where to say that the demo fell back to loopback (default: stderr) */
   readonly warn?: (line: string) => void;
+  /** the user stopped the demo: no fallback then */
+  readonly signal?: AbortSignal;
 }
 
 export async function startDemoMesh(options: StartOptions): Promise<DemoMesh> {
@@ -31,6 +33,7 @@ export async function startDemoMesh(options: StartOptions): Promise<DemoMesh> {
   try {
     return await startNetnsMesh({ logLevel: options.logLevel });
   } catch (err) {
+    if (options.signal?.aborted) throw err;
     const why = `network namespaces failed: ${(err as Error).message.split('\n')[0]}`;
     warn(`tsmesh demo: ${why}; falling back to loopback mode`);
     return startLoopbackMesh({ logLevel: options.logLevel, why });

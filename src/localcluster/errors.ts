@@ -5,6 +5,7 @@ export const LOCALCLUSTER_ERROR_CODES = {
   TSMESH_LOCALCLUSTER_SETUP_FAILED: 'a command that builds the cluster failed (ip, iptables-restore, tsmesh init)',
   TSMESH_LOCALCLUSTER_TIMEOUT: 'a process in a pod did not become ready in time',
   TSMESH_LOCALCLUSTER_PROCESS_EXITED: 'a process in a pod exited before it was ready',
+  TSMESH_LOCALCLUSTER_CLOSED: 'the cluster was closed while something still waited on it',
 } as const;
 
 export type LocalClusterErrorCode = keyof typeof LOCALCLUSTER_ERROR_CODES;

@@ -367,10 +367,13 @@ export class NetnsCluster {
     return proc;
   }
 
-  /** Waits until something in the pod listens on TCP `port`. */
-  async waitForPort(pod: string, port: number, timeoutMs = 10_000): Promise<void> {
+  /** Waits until something in the pod listens on TCP `port`; gives up when `signal` aborts or the cluster closes. */
+  async waitForPort(pod: string, port: number, timeoutMs = 10_000, signal?: AbortSignal): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      // stop asking once nobody waits: the process gave up, or the cluster is gone
+      signal?.throwIfAborted();
+      if (this.closed) throw new LocalClusterError('TSMESH_LOCALCLUSTER_CLOSED', `waiting for port ${port} in pod ${pod}: the cluster was closed`);
       const r = await this.exec(pod, ['ss', '-Hltn', `sport = :${port}`]);
       if (r.code === 0 && r.stdout.trim() !== '') return;
       if (Date.now() > deadline) throw new LocalClusterError('TSMESH_LOCALCLUSTER_TIMEOUT', `nothing listens on port ${port} in pod ${pod} after ${timeoutMs} ms`);
@@ -412,11 +415,10 @@ export class NetnsCluster {
     const proc = this.spawn(pod, [this.nodeBinary, this.tsmeshBin, 'proxy'], { uid: PROXY_UID, env: { ...this.sidecarEnvironment(p), ...env } });
     p.sidecar = proc;
     const adminPort = Number(env.TSMESH_ADMIN_PORT ?? 15020);
+    const exited = new AbortController();
+    proc.child.once('close', (code) => exited.abort(new LocalClusterError('TSMESH_LOCALCLUSTER_PROCESS_EXITED', `the sidecar of ${pod} exited (${code}):\n${proc.output()}`)));
     try {
-      await Promise.race([
-        this.waitForPort(pod, adminPort, timeoutMs),
-        new Promise((_, reject) => proc.child.once('close', (code) => reject(new LocalClusterError('TSMESH_LOCALCLUSTER_PROCESS_EXITED', `the sidecar of ${pod} exited (${code}):\n${proc.output()}`)))),
-      ]);
+      await this.waitForPort(pod, adminPort, timeoutMs, exited.signal);
     } catch (err) {
       await proc.stop();
       throw err;

@@ -6,13 +6,14 @@ import type { Scene } from './scene.ts';
 
 export const requests: Scene = {
   name: 'requests',
-  async run({ mesh, print, requests: count }) {
+  async run({ mesh, print, requests: count, signal }) {
     print("Each hop's time includes the hops below it (from the sidecars' access logs).");
     let ok = true;
-    for (let n = 1; n <= count; n++) {
+    for (let n = 1; n <= count && !signal.aborted; n++) {
       const path = `/?request=${n}`;
       const url = `http://pod-service${path}`;
       const reply = await mesh.get(url);
+      if (signal.aborted) break;
       // the sidecars log a request just after answering it: give the lines a moment to arrive
       const seen = (pod: 'a' | 'b', direction: string) => mesh.accessLines(pod).find((l) => l.direction === direction && l.path === path);
       await waitFor(() => seen('b', 'outbound'));
@@ -31,7 +32,7 @@ export const requests: Scene = {
       for (const line of account.lines) print(line);
       ok = account.ok && ok;
     }
-    print(`\n${ok ? 'Every request' : 'Not every request'} went ${mesh.route}.`);
+    if (!signal.aborted) print(`\n${ok ? 'Every request' : 'Not every request'} went ${mesh.route}.`);
     return ok;
   },
 };

@@ -8,6 +8,8 @@ export interface SceneContext {
   readonly print: (line: string) => void;
   /** --requests: how many requests a scene that sends a series should send */
   readonly requests: number;
+  /** aborted when the user stops the demo (Ctrl-C, SIGTERM): end the scene soon after */
+  readonly signal: AbortSignal;
 }
 
 export interface Scene {
