@@ -12,9 +12,23 @@
 //
 // Supported: GET (item, list), POST (create), PUT (replace, resourceVersion checked), PATCH
 // (application/merge-patch+json, application/json-patch+json), DELETE on
-// /api/v1/... and /apis/GROUP/VERSION/..., namespaced and cluster-scoped; POST
-// /apis/authentication.k8s.io/v1/tokenreviews answered by a pluggable responder. No watch:
-// extend `handle` (or add a middleware) when a test needs one.
+// /api/v1/... and /apis/GROUP/VERSION/..., namespaced and cluster-scoped; labelSelector and
+// fieldSelector on lists and watches; POST /apis/authentication.k8s.io/v1/tokenreviews answered
+// by a pluggable responder.
+//
+// Watch, as the API server does it (what informers need): GET COLLECTION?watch=true answers 200
+// with a chunked stream of JSON lines {"type":"ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR",
+// "object":...}. Every write bumps one global resourceVersion and is kept in a bounded history:
+// `resourceVersion=N` replays what happened after N, then streams live; no resourceVersion (or
+// "0") starts with a synthetic ADDED per existing object. A version older than the history
+// (`compact()` forgets it all) gets an ERROR event carrying a 410 Expired Status, then the stream
+// ends, so the client lists again. With selectors, an object that stops matching arrives as
+// DELETED and one that starts matching as ADDED. `allowWatchBookmarks=true` streams get
+// `bookmark()`s; `timeoutSeconds` ends a stream; `closeWatches()` ends them all (an API server
+// restart).
+//
+//   kube.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { a: 'b' } } });
+//   await kube.waitForWatch((w) => w.path === '/api/v1/namespaces');
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
@@ -76,6 +90,33 @@ export interface KnownToken {
 
 const API_SERVER_AUDIENCE = 'https://kubernetes.default.svc';
 
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+
+/** A change as kept in the history: the object before (undefined when created) and after. */
+interface Change {
+  readonly rv: number;
+  readonly type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  readonly before: KubeObject | undefined;
+  readonly object: KubeObject;
+}
+
+/** An open watch stream. */
+export interface OpenWatch {
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly namespace: string | undefined;
+  readonly bookmarks: boolean;
+  /** Events sent so far on this stream (tests may look). */
+  readonly sent: { type: WatchEventType; object: KubeObject }[];
+}
+
+interface Watcher extends OpenWatch {
+  matches(obj: KubeObject): boolean;
+  readonly res: ServerResponse;
+}
+
 /** plural resource -> kind, for the resources tests are likely to touch; extend with `registerKind`. */
 const KINDS: Record<string, string> = {
   secrets: 'Secret',
@@ -107,6 +148,12 @@ export class KubeStandin {
   readonly #middlewares: Middleware[] = [];
   readonly #kinds = new Map(Object.entries(KINDS));
   #version = 1000;
+  readonly #history: Change[] = [];
+  /** Versions up to this one are forgotten: watching from them gets 410. */
+  #compactedAt = 0;
+  readonly #watchers = new Set<Watcher>();
+  /** How many changes the history keeps (older resourceVersions get 410 Expired). */
+  historyLimit = 1000;
 
   private constructor(server: Server) {
     this.#server = server;
@@ -167,11 +214,61 @@ export class KubeStandin {
     stored.metadata.creationTimestamp = prev?.metadata.creationTimestamp ?? new Date().toISOString();
     stored.metadata.resourceVersion = String(++this.#version);
     this.#objects.set(k, stored);
+    this.#record({ rv: this.#version, type: prev ? 'MODIFIED' : 'ADDED', before: prev, object: stored });
     return structuredClone(stored);
   }
 
+  /** Deletes an object directly (as another client would); watchers get DELETED. */
   remove(apiVersion: string, kind: string, namespace: string | undefined, name: string): boolean {
-    return this.#objects.delete(key(apiVersion, kind, namespace, name));
+    const k = key(apiVersion, kind, namespace, name);
+    const prev = this.#objects.get(k);
+    if (!prev) return false;
+    this.#objects.delete(k);
+    // As the API server does: the deletion has its own resourceVersion, carried by the object.
+    const gone = structuredClone(prev);
+    gone.metadata.resourceVersion = String(++this.#version);
+    this.#record({ rv: this.#version, type: 'DELETED', before: prev, object: gone });
+    return true;
+  }
+
+  /** The current resourceVersion (the last write's). */
+  get resourceVersion(): string {
+    return String(this.#version);
+  }
+
+  /** Forgets the history: a watch from any version before now gets 410 Expired. */
+  compact(): void {
+    this.#history.length = 0;
+    this.#compactedAt = this.#version;
+  }
+
+  /** The open watch streams. */
+  get watches(): OpenWatch[] {
+    return [...this.#watchers];
+  }
+
+  /** Resolves once an open watch satisfies `match` (e.g. an informer has (re)connected). */
+  async waitForWatch(match: (w: OpenWatch) => boolean = () => true, timeoutMs = 10_000): Promise<OpenWatch> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = [...this.#watchers].find(match);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`no matching watch within ${timeoutMs} ms; open: ${[...this.#watchers].map((w) => w.path + '?' + w.query.toString()).join(', ') || 'none'}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** Sends a BOOKMARK with the current resourceVersion on every stream that allowed them. */
+  bookmark(): void {
+    for (const w of this.#watchers) {
+      if (w.bookmarks) this.#send(w, 'BOOKMARK', { apiVersion: w.apiVersion, kind: w.kind, metadata: { resourceVersion: String(this.#version) } });
+    }
+  }
+
+  /** Ends every watch stream, as an API server restart would; clients watch again. */
+  closeWatches(): void {
+    for (const w of this.#watchers) w.res.end();
+    this.#watchers.clear();
   }
 
   /** A Kubernetes Status object (for middlewares that answer with an error). */
@@ -180,10 +277,87 @@ export class KubeStandin {
   }
 
   close(): Promise<void> {
+    this.#watchers.clear();
     return new Promise((resolve) => {
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();
     });
+  }
+
+  #record(change: Change): void {
+    this.#history.push(change);
+    while (this.#history.length > this.historyLimit) this.#compactedAt = this.#history.shift()!.rv;
+    for (const w of this.#watchers) this.#deliver(w, change);
+  }
+
+  /** What a watcher sees of a change: selectors turn entering/leaving into ADDED/DELETED. */
+  #deliver(w: Watcher, c: Change): void {
+    const o = c.object;
+    if (o.apiVersion !== w.apiVersion || o.kind !== w.kind || (w.namespace !== undefined && o.metadata.namespace !== w.namespace)) return;
+    const was = c.before !== undefined && w.matches(c.before);
+    const is = w.matches(o);
+    if (c.type === 'DELETED') {
+      if (was) this.#send(w, 'DELETED', o);
+    } else if (was && is) this.#send(w, 'MODIFIED', o);
+    else if (is) this.#send(w, 'ADDED', o);
+    else if (was) this.#send(w, 'DELETED', o);
+  }
+
+  #send(w: Watcher, type: WatchEventType, object: KubeObject): void {
+    const copy = structuredClone(object);
+    w.sent.push({ type, object: copy });
+    w.res.write(`${JSON.stringify({ type, object: copy })}\n`);
+  }
+
+  /** Starts a watch stream; returns an error response instead when the request is bad. */
+  #watch(req: StandinRequest, res: ServerResponse): StandinResponse | undefined {
+    const route = parsePath(req.path);
+    if (!route || route.name) return { status: 405, body: this.status(405, 'MethodNotAllowed', 'watch goes to a collection (?watch=true on a list path)') };
+    const kind = this.#kinds.get(route.plural) ?? route.plural.replace(/s$/, '').replace(/^./, (c) => c.toUpperCase());
+    let matches: (o: KubeObject) => boolean;
+    try {
+      matches = selectorOf(req.query);
+    } catch (err) {
+      return { status: 400, body: this.status(400, 'BadRequest', (err as Error).message) };
+    }
+    const rvParam = req.query.get('resourceVersion') ?? '';
+    if (rvParam !== '' && !/^\d+$/.test(rvParam)) return { status: 400, body: this.status(400, 'BadRequest', `invalid resource version: ${rvParam}`) };
+    const w: Watcher = {
+      path: req.path,
+      query: req.query,
+      apiVersion: route.apiVersion,
+      kind,
+      namespace: route.namespace,
+      bookmarks: req.query.get('allowWatchBookmarks') === 'true',
+      sent: [],
+      matches,
+      res,
+    };
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache, private' });
+    res.flushHeaders(); // the client sees 200 before the first event, as from the API server
+    const from = Number(rvParam || '0');
+    if (from === 0) {
+      // "Get state and start at most recent": the current objects as ADDED, oldest first.
+      const current = this.list(route.apiVersion, kind, route.namespace).filter(matches);
+      current.sort((a, b) => Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion));
+      for (const o of current) this.#send(w, 'ADDED', o);
+    } else if (from < this.#compactedAt) {
+      this.#send(w, 'ERROR', this.status(410, 'Expired', `too old resource version: ${from} (${this.#compactedAt})`) as KubeObject);
+      res.end();
+      return undefined;
+    } else {
+      for (const c of this.#history) if (c.rv > from) this.#deliver(w, c);
+    }
+    this.#watchers.add(w);
+    const timeout = Number(req.query.get('timeoutSeconds') ?? '0');
+    const timer = timeout > 0 ? setTimeout(() => res.end(), timeout * 1000) : undefined;
+    const done = (): void => {
+      clearTimeout(timer);
+      this.#watchers.delete(w);
+    };
+    res.once('close', done);
+    res.once('finish', done);
+    return undefined;
   }
 
   #reviewKnownToken(spec: TokenReviewSpec): TokenReviewStatus {
@@ -225,7 +399,14 @@ export class KubeStandin {
       const url = new URL(req.url ?? '/', this.url);
       const request: StandinRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, body };
       this.requests.push(request);
-      response = (await this.#runMiddlewares(request)) ?? (await this.#handle(request));
+      const answer = await this.#runMiddlewares(request);
+      if (!answer && request.method === 'GET' && ['true', '1'].includes(request.query.get('watch') ?? '')) {
+        const watchError = this.#watch(request, res);
+        if (!watchError) return; // streaming
+        response = watchError;
+      } else {
+        response = answer ?? (await this.#handle(request));
+      }
     } catch (err) {
       response = { status: 500, body: this.status(500, 'InternalError', `stand-in error: ${(err as Error).message}`) };
     }
@@ -264,7 +445,13 @@ export class KubeStandin {
           const o = this.get(apiVersion, kind, namespace, name);
           return o ? { status: 200, body: o } : notFound();
         }
-        const items = this.list(apiVersion, kind, namespace);
+        let matches: (o: KubeObject) => boolean;
+        try {
+          matches = selectorOf(req.query);
+        } catch (err) {
+          return { status: 400, body: this.status(400, 'BadRequest', (err as Error).message) };
+        }
+        const items = this.list(apiVersion, kind, namespace).filter(matches);
         return { status: 200, body: { apiVersion, kind: `${kind}List`, metadata: { resourceVersion: String(this.#version) }, items } };
       }
       case 'POST': {
@@ -372,4 +559,66 @@ function mergePatch(target: unknown, patch: unknown): unknown {
     else out[k] = mergePatch(out[k], v);
   }
   return out;
+}
+
+/** labelSelector and fieldSelector of a list or watch, as one predicate; throws on a bad selector. */
+function selectorOf(query: URLSearchParams): (o: KubeObject) => boolean {
+  const tests = [...parseLabelSelector(query.get('labelSelector') ?? ''), ...parseFieldSelector(query.get('fieldSelector') ?? '')];
+  return (o) => tests.every((t) => t(o));
+}
+
+/** Splits on commas outside parentheses. */
+function terms(selector: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let cur = '';
+  for (const ch of selector) {
+    if (ch === '(') depth++;
+    if (ch === ')') depth--;
+    if (ch === ',' && depth === 0) {
+      out.push(cur.trim());
+      cur = '';
+    } else cur += ch;
+  }
+  if (cur.trim()) out.push(cur.trim());
+  return out.filter(Boolean);
+}
+
+/** k=v, k==v, k!=v, k in (a,b), k notin (a,b), k, !k */
+function parseLabelSelector(selector: string): ((o: KubeObject) => boolean)[] {
+  return terms(selector).map((t) => {
+    const labels = (o: KubeObject): Record<string, string> => o.metadata.labels ?? {};
+    let m = /^([\w./-]+)\s*(!=|==|=)\s*([\w.-]*)$/.exec(t);
+    if (m) {
+      const [, k, op, v] = m as unknown as [string, string, string, string];
+      return op === '!=' ? (o) => labels(o)[k] !== v : (o) => labels(o)[k] === v;
+    }
+    m = /^([\w./-]+)\s+(in|notin)\s*\(([^)]*)\)$/.exec(t);
+    if (m) {
+      const [, k, op, list] = m as unknown as [string, string, string, string];
+      const values = list.split(',').map((v) => v.trim());
+      return op === 'in' ? (o) => values.includes(labels(o)[k] as string) : (o) => !values.includes(labels(o)[k] as string);
+    }
+    m = /^(!?)([\w./-]+)$/.exec(t);
+    if (m) {
+      const [, not, k] = m as unknown as [string, string, string];
+      return not ? (o) => !(k in labels(o)) : (o) => k in labels(o);
+    }
+    throw new Error(`unable to parse requirement: "${t}" in labelSelector "${selector}"`);
+  });
+}
+
+/** path=v, path==v, path!=v over dotted paths (metadata.name, metadata.namespace, spec.nodeName, ...) */
+function parseFieldSelector(selector: string): ((o: KubeObject) => boolean)[] {
+  return terms(selector).map((t) => {
+    const m = /^([\w.]+)\s*(!=|==|=)\s*(.*)$/.exec(t);
+    if (!m) throw new Error(`invalid field selector: "${t}"`);
+    const [, path, op, v] = m as unknown as [string, string, string, string];
+    const value = (o: KubeObject): string => {
+      let cur: unknown = o;
+      for (const part of path.split('.')) cur = (cur as Record<string, unknown> | undefined)?.[part];
+      return cur === undefined || cur === null ? '' : String(cur);
+    };
+    return op === '!=' ? (o) => value(o) !== v : (o) => value(o) === v;
+  });
 }
