@@ -11,7 +11,7 @@ import { BenchError } from './lib/errors.ts';
 import { parseOptions, HELP, type Options } from './lib/options.ts';
 import { makeCerts, type PodCert } from './lib/certs.ts';
 import { appConf, proxyConf, startNginx, NGINX_WORKERS } from './lib/nginx.ts';
-import { startTsmeshPair, NotAvailable } from './lib/tsmesh.ts';
+import { startTsmeshPair, NotAvailable, HANDSHAKE_OK } from './lib/tsmesh.ts';
 import { probe, fixedRate, highestThroughput, writeLoadFiles, PAYLOAD, type LoadFiles } from './lib/load.ts';
 import { stopAll, stopTree, treeCpuSeconds, treeMemory, type Proc } from './lib/procs.ts';
 import { toolVersions, nodeVersion, machineInfo, loadAverage, cpuSample, stealPercent, gitDescribe, type Versions } from './lib/machine.ts';
@@ -240,7 +240,8 @@ async function main(argv: string[]): Promise<number> {
   for (const s of summaries) {
     if (s.status === 'not-available') notes.push(`${CASE_LABELS[s.caseId]}: not available yet: ${s.reasons.join('; ')}`);
     if (s.status === 'failed') notes.push(`${CASE_LABELS[s.caseId]}: FAILED (${s.errors} errors): ${s.reasons.join('; ')}`);
-    if (s.observedMtls && s.observedMtls !== 'unknown') notes.push(`${CASE_LABELS[s.caseId]}: the server-side sidecar reports mtls="${s.observedMtls}" on inbound`);
+    if (s.observedMtls === HANDSHAKE_OK) notes.push(`${CASE_LABELS[s.caseId]}: mTLS confirmed by a handshake with pod-b's certificate to pod-a's inbound (pod-a has no tsmesh_requests_total metric yet)`);
+    else if (s.observedMtls && s.observedMtls !== 'unknown') notes.push(`${CASE_LABELS[s.caseId]}: pod-a's tsmesh_requests_total reports mtls="${s.observedMtls}" on inbound`);
   }
   for (const m of measurements) for (const w of m.warnings) notes.push(`pass ${m.pass} ${CASE_LABELS[m.caseId]}${m.position ? ` (${m.position})` : ''}: ${w}`);
   if (summaries.some((s) => s.status === 'failed')) keepWork = true;

@@ -16,9 +16,12 @@ import { topology, pairUrl } from './topology.ts';
 /** The exit code of `tsmesh` for a command that is not available yet (src/cli/main.ts). */
 const EXIT_NOT_AVAILABLE = 3;
 
+/** observedMtls when the metric is absent but an mTLS handshake to pod-a's inbound succeeded. */
+export const HANDSHAKE_OK = 'handshake';
+
 export interface TsmeshPair {
   readonly procs: Proc[];
-  /** What the server-side sidecar's metrics say about mTLS on inbound: "true", "false" or "unknown". */
+  /** What pod-a's metrics say about mTLS on inbound ("true", "false", "unknown"), or HANDSHAKE_OK. */
   readonly observedMtls: string;
 }
 
@@ -105,7 +108,7 @@ export async function startTsmeshPair(opts: { repoRoot: string; dir: string; mtl
       }
     }
     await probeUntilOk(10_000);
-    const observedMtls = await inboundMtls();
+    let observedMtls = await inboundMtls();
     if (opts.mtls && observedMtls !== 'true') {
       // The metric may not exist yet: then a handshake with pod-b's certificate tells whether pod-a's inbound takes mTLS.
       const handshake = observedMtls === 'unknown' ? await inboundTakesMtls(opts.certs.get(topology.podB.name)!) : 'not tried';
@@ -114,6 +117,7 @@ export async function startTsmeshPair(opts: { repoRoot: string; dir: string; mtl
           `the sidecar does not do mTLS between the pair yet (TSMESH_TLS_DIR set; pod-a's metrics: mtls=${observedMtls}; TLS handshake with pod-b's certificate to pod-a's inbound: ${handshake})`,
         );
       }
+      observedMtls = HANDSHAKE_OK;
     }
     return { procs, observedMtls };
   } catch (err) {
