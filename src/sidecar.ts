@@ -1,7 +1,12 @@
 // The sidecar, composed: the one place that constructs things and wires them together.
 import { createServer as createNetServer, type Server as NetServer, type AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { Registry as Metrics, collectDefaultMetrics } from 'prom-client';
+import { readFile } from 'node:fs/promises';
+import { Registry as Metrics } from 'prom-client';
+import { MeshMetrics } from './metrics/mesh-metrics.ts';
+import { workloadName } from './metrics/workload.ts';
+import { createTracing, SpanRecorder } from './tracing/index.ts';
+import { parsePodInfo } from './config/podinfo.ts';
 import type { Settings } from './config/settings.ts';
 import { LiveConfig } from './config/live.ts';
 import { Registry } from './registry/registry.ts';
@@ -42,6 +47,8 @@ export interface SidecarOptions {
    * none (a plaintext mesh) in local mode (TSMESH_REGISTRY) without TSMESH_TLS_DIR.
    */
   identity?: IdentityProvider | null;
+  /** The environment the OTEL_* variables come from (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startSidecar(settings: Settings, log: Logger, options: SidecarOptions = {}): Promise<Sidecar> {
@@ -49,7 +56,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
   const registry = new Registry();
   const tracker = new Tracker();
   const metrics = new Metrics();
-  collectDefaultMetrics({ register: metrics });
+  const meshMetrics = new MeshMetrics(metrics);
   const watches: FileWatch[] = [];
 
   // Configuration: the pod's annotations file, live.
@@ -99,13 +106,27 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     trustDomain: settings.trustDomain,
     mtls: identity !== null,
     mesh: () => mesh,
+    onHandshakeError: (err) => meshMetrics.tlsHandshakeError('outbound', err.code),
   });
   const pools = new ConnectionPools(dialer);
   registry.on('change', (view) => pools.retain(({ ip }) => ip === settings.podIP || view.podByIP(ip) !== undefined));
+  // Observability: the pod's labels name its workload for metrics and traces.
+  const labels = await readFile(settings.labelsFile, 'utf8').then(parsePodInfo, () => ({}) as Record<string, string>);
+  const self = { name: settings.podName, namespace: settings.podNamespace, labels, workload: workloadName(settings.podName, labels) };
+  const tracing = createTracing({
+    pod: { podName: settings.podName, namespace: settings.podNamespace, labels, nodeName: process.env.NODE_NAME },
+    sampling: () => config.pod['trace-sampling'],
+    env: options.env ?? process.env,
+    registry: metrics,
+    log: log.child({ component: 'tracing' }),
+  });
+  const recentSpans = new SpanRecorder(2000); // GET /debug/spans: the demo's waterfall
+  tracing.onSpanEnd(recentSpans.listener);
+
   const forwarder = createForwarder();
   // Resilience state, per endpoint (latency, breaker, ejection) and per destination (budget).
   const balancer = new P2CBalancer();
-  const health = new HealthTable();
+  const health = new HealthTable((h) => meshMetrics.circuitBreaker(h.service, h.key, h.state));
   const budgets = new Map<string, RetryBudget>();
   const budgetFor = (destination: string, ratio: number) => {
     let b = budgets.get(destination);
@@ -120,7 +141,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
   registry.on('change', (view) => {
     const live = new Set(view.services.flatMap((s) => s.ports.flatMap((p) => view.endpoints({ service: s, port: p }).map((e) => e.key))));
     balancer.retain((key) => live.has(key));
-    health.retain((key) => live.has(key));
+    health.retain((key) => live.has(key), (h) => meshMetrics.forgetEndpoint(h.service, h.key));
   });
   const accessLog = log.child({ component: 'access' });
 
@@ -133,7 +154,11 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     dialer,
     detectTimeoutMs: settings.detectTimeoutMs,
     originalDestination,
-    exchange: { forwarder, pools, balancer, health, budget: budgetFor },
+    exchange: { forwarder, pools, balancer, health, budget: budgetFor, onRetry: (destination, reason) => meshMetrics.retry(destination, reason) },
+    tracing,
+    metrics: meshMetrics,
+    self,
+    mtls: identity !== null,
     tracker,
     log: accessLog,
   });
@@ -142,6 +167,10 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     trustDomain: settings.trustDomain,
     mtls: identity !== null,
     tls: () => inboundTls,
+    tracing,
+    metrics: meshMetrics,
+    registry,
+    self,
     config,
     pools,
     forwarder,
@@ -158,9 +187,10 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
       const tlsLog = log.child({ component: 'mtls' });
       const servers = (['strict', 'permissive'] as const).map((mode) => {
         const server = mesh!.inboundServer(mode, (socket, peer) => inbound.handleSecure(socket, peer));
-        server.on('tlsClientError', (err: Error & { code?: string; reason?: string }, socket: { remoteAddress?: string }) =>
-          tlsLog.warn({ code: err.code, reason: err.reason, client: socket.remoteAddress }, `inbound TLS refused: ${err.message}`),
-        );
+        server.on('tlsClientError', (err: Error & { code?: string; reason?: string }, socket: { remoteAddress?: string }) => {
+          meshMetrics.tlsHandshakeError('inbound', err.reason ?? err.code);
+          tlsLog.warn({ code: err.code, reason: err.reason, client: socket.remoteAddress }, `inbound TLS refused: ${err.message}`);
+        });
         return server;
       });
       inboundTls = { ownSpiffeId: mesh.ownSpiffeId, strict: servers[0]!, permissive: servers[1]! };
@@ -192,6 +222,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
       inFlight: tracker.active,
     }),
     metrics,
+    spans: (traceId) => recentSpans.spans(traceId),
     quit: () => {
       void drain().then(() => options.onQuit?.());
     },
@@ -218,6 +249,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     pools.close();
     forwarder.close();
     identity?.close();
+    await tracing.shutdown(0);
     throw err;
   }
   log.info({ outbound: outboundAddr, inbound: inboundAddr, admin: adminAddr, pod: settings.podName }, 'sidecar listening');
@@ -233,6 +265,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     health.close();
     mesh?.close();
     identity?.close();
+    await tracing.shutdown(2000);
   };
 
   const drain = (): Promise<void> => {

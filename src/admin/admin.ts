@@ -6,6 +6,8 @@ export interface AdminDeps {
   ready(): { ok: boolean; reasons: string[] };
   config(): unknown;
   metrics: Metrics;
+  /** Recently finished spans of one trace (or all), for the demo's waterfall. */
+  spans(traceId: string | undefined): unknown[];
   quit(): void;
 }
 
@@ -28,6 +30,10 @@ export function createAdmin(deps: AdminDeps): Server {
         const text = await deps.metrics.metrics();
         res.writeHead(200, { 'content-type': deps.metrics.contentType });
         return res.end(text);
+      }
+      if (req.method === 'GET' && path === '/debug/spans') {
+        const trace = new URL(req.url ?? '/', 'http://admin').searchParams.get('trace') ?? undefined;
+        return json(200, { spans: deps.spans(trace) });
       }
       if (req.method === 'POST' && path === '/quitquitquit') {
         json(200, { draining: true });

@@ -2,11 +2,11 @@
 // requests, as Linkerd does: pick two endpoints at random, send to the one whose
 // latency * (pending + 1) is lower. A slower observation raises the estimate at once
 // (peak-sensitive); faster ones pull it down with a weight that grows with the time since the
-// last one. A new endpoint counts as fast until measured, so it gets traffic at once.
+// last one. An endpoint not yet measured wins while it has nothing in flight, so a new pod
+// gets traffic at once, one request at a time until its first answer.
 import type { Endpoint } from '../registry/model.ts';
 
 const DECAY_MS = 10_000;
-const UNMEASURED_MS = 1;
 
 class Stats {
   ewma: number | undefined;
@@ -14,7 +14,8 @@ class Stats {
   stamp = performance.now();
 
   cost(): number {
-    return (this.ewma ?? UNMEASURED_MS) * (this.pending + 1);
+    if (this.ewma === undefined) return this.pending === 0 ? 0 : Number.MAX_VALUE;
+    return this.ewma * (this.pending + 1);
   }
 
   observe(rttMs: number, now: number): void {

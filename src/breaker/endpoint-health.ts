@@ -64,6 +64,10 @@ export class EndpointHealth {
     return this.#breaker.opened;
   }
 
+  get state(): 'open' | 'half-open' | 'closed' {
+    return this.#breaker.opened ? 'open' : this.#breaker.halfOpen ? 'half-open' : 'closed';
+  }
+
   /** Whether the balancer may pick this endpoint now: closed, or half-open with no probe out. */
   get available(): boolean {
     if (this.#breaker.opened) return false;
@@ -127,12 +131,13 @@ export class HealthTable {
     return this.#table.get(key);
   }
 
-  /** Drops state of endpoints no longer in the registry. */
-  retain(keep: (key: string) => boolean): void {
+  /** Drops state of endpoints no longer in the registry; `onDrop` sees each one dropped. */
+  retain(keep: (key: string) => boolean, onDrop: (h: EndpointHealth) => void = () => undefined): void {
     for (const [key, h] of this.#table) {
       if (!keep(key)) {
         h.close();
         this.#table.delete(key);
+        onDrop(h);
       }
     }
   }

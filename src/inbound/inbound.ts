@@ -9,7 +9,8 @@
 // and per HTTP request:
 //   forward      to the app at the pod's own IP (not 127.0.0.1: an app that listens only on
 //                localhost chose not to be reachable from other pods) and the target port
-//   observe      x-forwarded-*, x-forwarded-client-cert, access log
+//   trace        a SERVER span continuing the caller's CLIENT span, its context sent to the app
+//   observe      x-forwarded-*, x-forwarded-client-cert, metrics, access log
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
@@ -29,6 +30,10 @@ import type { LiveConfig } from '../config/live.ts';
 import type { MtlsMode } from '../config/annotations.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
+import type { Tracing, ServerSpan } from '../tracing/index.ts';
+import type { MeshMetrics } from '../metrics/mesh-metrics.ts';
+import { workloadName } from '../metrics/workload.ts';
+import type { Registry } from '../registry/registry.ts';
 
 export interface InboundTls {
   readonly ownSpiffeId: string;
@@ -52,6 +57,12 @@ export interface InboundDeps {
   readonly mtls: boolean;
   /** The TLS servers, once this sidecar has a certificate. */
   readonly tls: () => InboundTls | undefined;
+  readonly tracing: Tracing;
+  readonly metrics: MeshMetrics;
+  /** The registry: who the caller is (by IP), which service this pod serves on a port. */
+  readonly registry: Registry;
+  /** This pod, as metrics name it, with its labels (to find the services that select it). */
+  readonly self: { readonly name: string; readonly workload: string; readonly namespace: string; readonly labels: Readonly<Record<string, string>> };
 }
 
 interface Caller {
@@ -76,13 +87,46 @@ export function createInbound(deps: InboundDeps): Inbound {
   config.on('change', () => (allow = compileAllowList(config.pod.allow, deps.trustDomain)));
   const mode = (): MtlsMode => (deps.mtls ? config.pod.mtls : 'disabled');
 
+  // Metrics peers: the caller from the registry (by its pod IP), this pod as the destination,
+  // and the service that selects this pod on the port (cached per registry version).
+  let servicesVersion = -1;
+  const serviceOnPort = new Map<number, string | undefined>();
+  const serviceOf = (port: number): string | undefined => {
+    const view = deps.registry.view;
+    if (view.version !== servicesVersion) {
+      servicesVersion = view.version;
+      serviceOnPort.clear();
+    }
+    if (!serviceOnPort.has(port)) {
+      const svc = view.services.find((s) => s.namespace === deps.self.namespace && s.ports.some((p) => p.targetPort === port) && Object.keys(s.selector).length > 0 && Object.entries(s.selector).every(([k, v]) => deps.self.labels[k] === v));
+      serviceOnPort.set(port, svc ? `${svc.name}.${svc.namespace}` : undefined);
+    }
+    return serviceOnPort.get(port);
+  };
+  const peersOf = (remote: string | undefined, caller: Caller) => {
+    const pod = remote ? deps.registry.view.podByIP(remote.startsWith('::ffff:') ? remote.slice(7) : remote) : undefined;
+    return {
+      direction: 'inbound' as const,
+      sourceWorkload: pod ? workloadName(pod.name, pod.labels) : undefined,
+      sourceNamespace: pod?.namespace,
+      destinationWorkload: deps.self.workload,
+      destinationNamespace: deps.self.namespace,
+      destinationService: serviceOf(caller.port),
+      mtls: caller.peer !== null,
+    };
+  };
+
   const refuse = (socket: Socket, code: string, reason: string, peer: string | null = null) => {
     log.warn({ code, client: socket.remoteAddress, peer, reason }, `inbound connection refused: ${reason}`);
     socket.destroy();
   };
 
-  const finish = (req: IncomingMessage, start: number, upstream: string, peer: string | null) => (e: ForwardResult) => {
+  const finish = (req: IncomingMessage, start: number, caller: Caller, span: ServerSpan) => (e: ForwardResult) => {
     tracker.end();
+    span.end(e);
+    deps.metrics.series(peersOf(req.socket.remoteAddress, caller)).record(e.status, (performance.now() - start) / 1000);
+    const upstream = `${podIP}:${caller.port}`;
+    const peer = caller.peer;
     logHttp(log, {
       direction: 'inbound',
       method: req.method ?? '',
@@ -99,6 +143,7 @@ export function createInbound(deps: InboundDeps): Inbound {
       client: req.socket.remoteAddress,
       peer,
       error: e.error?.reason,
+      ...(span.sampled ? { trace_id: span.context.traceId, span_id: span.context.spanId } : {}),
     });
   };
 
@@ -117,16 +162,17 @@ export function createInbound(deps: InboundDeps): Inbound {
   const server = createServer({ keepAliveTimeout: 60_000, headersTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
     const start = performance.now();
     const { caller, denied } = admit(req);
-    const upstream = `${podIP}:${caller.port}`;
+    const span = deps.tracing.server(req, { address: req.socket.remoteAddress, port: req.socket.remotePort, identity: caller.peer ?? undefined });
     tracker.begin();
     if (tracker.draining) res.setHeader('connection', 'close');
     if (denied) {
       log.warn({ code: 'TSMESH_FORBIDDEN', peer: caller.peer, client: req.socket.remoteAddress, reason: denied.message }, 'request refused by the allow-list');
       sendProxyError(res, denied);
-      return finish(req, start, upstream, caller.peer)({ status: denied.status, error: denied, bytesIn: 0, bytesOut: 0 });
+      return finish(req, start, caller, span)({ status: denied.status, error: denied, bytesIn: 0, bytesOut: 0 });
     }
+    span.inject(req.headers);
     const dest = { ip: podIP, port: caller.port, meshed: false };
-    forwardOnce(forwarder, req, res, targetUrl(dest), pools.agentFor(dest), finish(req, start, upstream, caller.peer));
+    forwardOnce(forwarder, req, res, targetUrl(dest), pools.agentFor(dest), finish(req, start, caller, span));
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const start = performance.now();
@@ -136,8 +182,10 @@ export function createInbound(deps: InboundDeps): Inbound {
       return;
     }
     tracker.begin();
+    const span = deps.tracing.server(req, { address: req.socket.remoteAddress, identity: caller.peer ?? undefined });
+    span.inject(req.headers);
     const dest = { ip: podIP, port: caller.port, meshed: false };
-    const done = finish(req, start, `${podIP}:${caller.port}`, caller.peer);
+    const done = finish(req, start, caller, span);
     forwarder.upgrade(req, socket, head, targetUrl(dest), pools.agentFor(dest), (r) => done({ status: r.status, error: r.error, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten }));
   });
   server.on('clientError', onClientError(log, 'inbound'));
@@ -147,6 +195,7 @@ export function createInbound(deps: InboundDeps): Inbound {
     if (!decision.allowed) return refuse(client, 'TSMESH_FORBIDDEN', decision.reason, caller.peer);
     const start = performance.now();
     tracker.begin();
+    deps.metrics.series(peersOf(client.remoteAddress, caller)).connection();
     const upstream = connect({ host: podIP, port: caller.port, noDelay: true });
     pipeSockets(client, upstream, (o) => {
       tracker.end();

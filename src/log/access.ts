@@ -21,6 +21,8 @@ export interface HttpAccess {
   error: string | undefined;
   upstream_ms?: number | undefined;
   attempts?: number;
+  trace_id?: string;
+  span_id?: string;
 }
 
 export interface TcpAccess {

@@ -29,7 +29,7 @@ export interface ExchangeDeps {
   readonly balancer: P2CBalancer;
   readonly health: HealthTable;
   readonly budget: (destination: string, ratio: number) => RetryBudget;
-  readonly onRetry?: (destination: string, reason: RetryOn) => void;
+  readonly onRetry?: (destination: string, reason: RetryOn | 'timeout') => void;
 }
 
 export interface Destination {
@@ -38,6 +38,13 @@ export interface Destination {
   /** The endpoints to choose from, read at each attempt (the registry may change). */
   readonly endpoints: () => readonly Endpoint[];
   readonly policy: Policy;
+}
+
+/** Sees each attempt (tracing: a child span per try); a ClientSpan is one. */
+export interface AttemptObserver {
+  attempt(n: number, endpoint: { readonly ip: string; readonly port: number; readonly pod?: string | undefined }): {
+    end(result: { status: number; error?: ProxyError | undefined; outcome: 'success' | 'retry' | 'failure' }): void;
+  };
 }
 
 export interface ExchangeResult {
@@ -51,7 +58,7 @@ export interface ExchangeResult {
   upstreamMs: number | undefined;
 }
 
-export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: ServerResponse, dest: Destination, done: (r: ExchangeResult) => void): void {
+export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: ServerResponse, dest: Destination, observer: AttemptObserver | undefined, done: (r: ExchangeResult) => void): void {
   const start = performance.now();
   const { policy } = dest;
   const result: ExchangeResult = { status: 0, error: undefined, endpoint: undefined, attempts: 0, bytesIn: 0, bytesOut: 0, upstreamMs: undefined };
@@ -117,6 +124,7 @@ export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: Serve
     let settle!: (ok: boolean) => void;
     health.admit(new Promise<boolean>((resolve) => (settle = resolve)));
     const lease = deps.balancer.start(endpoint);
+    const span = observer?.attempt(n, { ip: endpoint.ip, port: endpoint.port, pod: endpoint.pod.name });
     const t0 = performance.now();
     req.headers['x-tsmesh-attempt'] = String(n);
 
@@ -128,7 +136,8 @@ export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: Serve
       settle(!c.failure);
       lease.done(proxyRes ? performance.now() - t0 : undefined);
       if (err?.code === 'CONNECT_FAILURE') health.connectFailed();
-      decide(c, proxyRes, err);
+      const retried = decide(c, proxyRes, err);
+      span?.end({ status: proxyRes?.statusCode ?? err?.status ?? 0, error: err, outcome: retried ? 'retry' : c.failure ? 'failure' : 'success' });
     };
 
     if (policy['per-try-timeout'] !== null) {
@@ -156,20 +165,24 @@ export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: Serve
     });
   };
 
-  const decide = (c: Classification, proxyRes: IncomingMessage | undefined, err: ProxyError | undefined) => {
+  /** Retries (returns true), or sends this outcome to the client. */
+  const decide = (c: Classification, proxyRes: IncomingMessage | undefined, err: ProxyError | undefined): boolean => {
     if (finished) {
       proxyRes?.destroy();
-      return;
+      return false;
     }
     const condition = retryCondition(c, policy['retry-on']);
     const mayRetry = condition !== undefined && body.replayable && result.attempts <= policy['retry-attempts'] && !res.headersSent;
     if (mayRetry && budget.tryRetry()) {
-      deps.onRetry?.(dest.name, condition);
+      deps.onRetry?.(dest.name, err?.code === 'TIMEOUT' ? 'timeout' : condition);
       proxyRes?.resume(); // discard this answer; the connection goes back to the pool
       setTimeout(next, backoffMs(result.attempts));
-      return;
+      return true;
     }
-    if (!proxyRes) return fail(err ?? new ProxyError('UPSTREAM_RESET', 'no response'));
+    if (!proxyRes) {
+      fail(err ?? new ProxyError('UPSTREAM_RESET', 'no response'));
+      return false;
+    }
     result.status = proxyRes.statusCode ?? 0;
     result.upstreamMs = performance.now() - start;
     deps.forwarder.respond(res, proxyRes, ({ bytes, cut }) => {
@@ -177,6 +190,7 @@ export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: Serve
       if (cut && !result.error && !finished) result.error = new ProxyError('UPSTREAM_RESET', 'the response was cut');
       finish();
     });
+    return false;
   };
 
   const idempotent = IDEMPOTENT.has(req.method ?? '') || wantsRetry;

@@ -8,8 +8,10 @@
 //   route       the connection's destination, or (explicit mode) the authority: Host, or the
 //               absolute-form URL of an HTTP_PROXY client (unknown: 503 no-healthy-endpoints)
 //   policy      defaults <- this pod's annotations <- the destination Service's annotations
-//   exchange    deadline -> retries -> balancing -> breaker -> pool -> forward (./exchange.ts)
-//   observe     access log
+//   trace       a CLIENT span (continuing the app's trace), its context sent upstream
+//   exchange    deadline -> retries -> balancing -> breaker -> pool -> forward (./exchange.ts),
+//               a child span per attempt
+//   observe     metrics, access log (with the trace and span ids)
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { detectProtocol } from '../detect/detect.ts';
@@ -30,6 +32,9 @@ import type { ServiceTarget } from '../registry/view.ts';
 import type { Endpoint } from '../registry/model.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
+import type { Tracing, ClientSpan } from '../tracing/index.ts';
+import { workloadName } from '../metrics/workload.ts';
+import type { MeshMetrics } from '../metrics/mesh-metrics.ts';
 
 export interface OutboundDeps {
   readonly namespace: string;
@@ -43,6 +48,12 @@ export interface OutboundDeps {
   readonly exchange: ExchangeDeps;
   readonly tracker: Tracker;
   readonly log: Logger;
+  readonly tracing: Tracing;
+  readonly metrics: MeshMetrics;
+  /** This pod, as metrics name it. */
+  readonly self: { readonly workload: string; readonly namespace: string };
+  /** The mesh hop to meshed endpoints is mTLS. */
+  readonly mtls: boolean;
 }
 
 interface Routed {
@@ -103,10 +114,12 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
     const start = performance.now();
     let to: Destination;
     let service: string | undefined;
+    let destPod: Pod | undefined;
     try {
       if (dest.kind === 'passthrough') to = { ip: dest.address, port: dest.port, meshed: false };
       else {
         const ep = dest.kind === 'service' ? pick(dest.target) : dest.endpoint;
+        destPod = ep.pod;
         to = endpointDestination(ep);
         if (dest.kind === 'service') service = `${dest.target.service.name}.${dest.target.service.namespace}`;
       }
@@ -116,6 +129,7 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
       return;
     }
     tracker.begin();
+    deps.metrics.series({ ...peersOf(service, undefined), destinationWorkload: destPod ? workloadName(destPod.name, destPod.labels) : undefined, destinationNamespace: destPod?.namespace, mtls: deps.mtls && to.meshed }).connection();
     const upstream = deps.dialer.dial(to, true);
     pipeSockets(client, upstream, (o) => {
       tracker.end();
@@ -132,8 +146,22 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
     });
   };
 
-  const finish = (req: IncomingMessage, start: number, routed: Partial<Routed>, authority: string) => (e: ExchangeResult) => {
+  const peersOf = (service: string | undefined, ep: Endpoint | undefined) => ({
+    direction: 'outbound' as const,
+    sourceWorkload: deps.self.workload,
+    sourceNamespace: deps.self.namespace,
+    destinationWorkload: ep ? workloadName(ep.pod.name, ep.pod.labels) : undefined,
+    destinationNamespace: ep?.pod.namespace,
+    destinationService: service,
+    mtls: deps.mtls && ep?.pod.meshed === true,
+  });
+
+  const finish = (req: IncomingMessage, start: number, routed: Partial<Routed>, authority: string, span: ClientSpan) => (e: ExchangeResult) => {
     tracker.end();
+    const service = routed.target ? `${routed.target.service.name}.${routed.target.service.namespace}` : undefined;
+    const seconds = (performance.now() - start) / 1000;
+    span.end(e);
+    deps.metrics.series(peersOf(service, e.endpoint)).record(e.status, seconds);
     logHttp(log, {
       direction: 'outbound',
       method: req.method ?? '',
@@ -143,7 +171,7 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
       status: e.status,
       duration_ms: round(performance.now() - start),
       upstream: e.endpoint?.key,
-      upstream_service: routed.target ? `${routed.target.service.name}.${routed.target.service.namespace}` : undefined,
+      upstream_service: service,
       upstream_pod: e.endpoint?.pod.name,
       bytes_in: e.bytesIn,
       bytes_out: e.bytesOut,
@@ -151,26 +179,31 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
       error: e.error?.reason,
       attempts: e.attempts,
       upstream_ms: e.upstreamMs === undefined ? undefined : round(e.upstreamMs),
+      ...(span.sampled ? { trace_id: span.context.traceId, span_id: span.context.spanId } : {}),
     });
   };
 
-  const fail = (req: IncomingMessage, res: ServerResponse, start: number, err: ProxyError) => {
+  const fail = (req: IncomingMessage, res: ServerResponse, start: number, err: ProxyError, span: ClientSpan) => {
     tracker.begin();
     sendProxyError(res, err);
-    finish(req, start, {}, authorityOf(req) ?? '')({ status: err.status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
+    finish(req, start, {}, authorityOf(req) ?? '', span)({ status: err.status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
   };
 
   const server = createServer({ keepAliveTimeout: 60_000, headersTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
     const start = performance.now();
+    const span = deps.tracing.client(req);
     let routed: Routed;
     try {
       routed = route(req);
     } catch (err) {
-      return fail(req, res, start, err as ProxyError);
+      return fail(req, res, start, err as ProxyError, span);
     }
+    const dest = destination(routed);
+    span.setDestination(dest.name);
+    span.inject(req.headers);
     tracker.begin();
     if (tracker.draining) res.setHeader('connection', 'close');
-    runExchange(deps.exchange, req, res, destination(routed), finish(req, start, routed, routed.authority));
+    runExchange(deps.exchange, req, res, dest, span, finish(req, start, routed, routed.authority, span));
   });
 
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -193,7 +226,9 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
     }
     tracker.begin();
     req.headers['x-tsmesh-attempt'] = '1';
-    const done = finish(req, start, routed, routed.authority);
+    const span = deps.tracing.client(req);
+    span.inject(req.headers);
+    const done = finish(req, start, routed, routed.authority, span);
     forwarder.upgrade(req, socket, head, targetUrl(endpoint), pools.agentFor(endpointDestination(endpoint)), (r) =>
       done({ status: r.status, error: r.error, endpoint, attempts: 1, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, upstreamMs: undefined }),
     );

@@ -36,7 +36,15 @@ export class MeshNotReadyError extends Error {
  * `mesh`: the mTLS context, or undefined while the identity is not ready; `mtls: false` for a
  * mesh without identities (local mode without certificates), where the hop is plaintext.
  */
-export function meshDialer(options: { inboundPort: number; localAddress?: string | undefined; trustDomain: string; mtls: boolean; mesh: () => MeshTls | undefined }): Dialer {
+export function meshDialer(options: {
+  inboundPort: number;
+  localAddress?: string | undefined;
+  trustDomain: string;
+  mtls: boolean;
+  mesh: () => MeshTls | undefined;
+  /** A TLS handshake to a peer failed (metrics). */
+  onHandshakeError?: (err: NodeJS.ErrnoException) => void;
+}): Dialer {
   const local = options.localAddress ? { localAddress: options.localAddress } : {};
   return {
     dial(dest, opaque = false) {
@@ -53,8 +61,14 @@ export function meshDialer(options: { inboundPort: number; localAddress?: string
         }
         const spiffeId = spiffeIdOf({ trustDomain: options.trustDomain, ...dest.identity });
         // tls.connect passes localAddress on to the TCP connection
-        socket = mesh.connect({ host: dest.ip, port: options.inboundPort, spiffeId }, local as ConnectionOptions);
-        socket.setNoDelay(true);
+        const tls = mesh.connect({ host: dest.ip, port: options.inboundPort, spiffeId }, local as ConnectionOptions);
+        tls.setNoDelay(true);
+        let secure = false;
+        tls.once('secureConnect', () => (secure = true));
+        tls.once('error', (err: NodeJS.ErrnoException) => {
+          if (!secure) options.onHandshakeError?.(err);
+        });
+        socket = tls;
       }
       socket.write(preamble(dest.port, opaque));
       return socket;

@@ -112,7 +112,8 @@ export async function testSidecar(options: { pod: PodDef; registryFile: string; 
   const { pod } = options;
   const annotationsFile = join(options.dir, `${pod.name}.annotations`);
   await writeFile(annotationsFile, formatPodInfo(options.annotations ?? {}));
-  const settings = settingsFromEnv({
+  await writeFile(join(options.dir, `${pod.name}.labels`), formatPodInfo(pod.labels ?? {}));
+  const env = {
     POD_NAME: pod.name,
     POD_NAMESPACE: pod.namespace ?? 'default',
     POD_IP: pod.ip,
@@ -126,7 +127,8 @@ export async function testSidecar(options: { pod: PodDef; registryFile: string; 
     TSMESH_WATCH_INTERVAL: '50ms',
     TSMESH_DRAIN_TIMEOUT: '2s',
     ...options.env,
-  });
+  };
+  const settings = settingsFromEnv(env);
   const logs: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -135,7 +137,7 @@ export async function testSidecar(options: { pod: PodDef; registryFile: string; 
     },
   });
   const log = pino({ level: 'debug', formatters: { level: (label) => ({ level: label }) } }, sink);
-  const sidecar = await startSidecar(settings, log);
+  const sidecar = await startSidecar(settings, log, { env });
   const adminURL = `http://${pod.ip}:${sidecar.admin.port}`;
   await eventually(async () => (await fetch(`${adminURL}/healthz/ready`)).ok, 10_000, `${pod.name}'s sidecar to be ready`);
   return {
@@ -175,7 +177,7 @@ export interface Pair {
  */
 export async function sidecarPair(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
-  options: { annotations?: { a?: Record<string, string>; b?: Record<string, string> }; services?: ServiceDef[]; serviceAnnotations?: Record<string, string>; mtls?: boolean } = {},
+  options: { annotations?: { a?: Record<string, string>; b?: Record<string, string> }; services?: ServiceDef[]; serviceAnnotations?: Record<string, string>; mtls?: boolean; env?: Record<string, string> } = {},
 ): Promise<Pair> {
   const dir = await tempDir();
   const a: PodDef = { name: 'pod-a', ip: loopbackIP(), labels: { app: 'web-app' }, meshed: true, serviceAccount: 'pod-a' };
@@ -195,8 +197,8 @@ export async function sidecarPair(
     services: [{ name: 'pod-service', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web-app' }, annotations: options.serviceAnnotations ?? {} }, ...(options.services ?? [])],
     pods: [a, b],
   });
-  const server = await testSidecar({ pod: a, registryFile, dir: dir.path, annotations: options.annotations?.a ?? {}, ...(tlsEnv.a ? { env: tlsEnv.a } : {}) });
-  const client = await testSidecar({ pod: b, registryFile, dir: dir.path, annotations: options.annotations?.b ?? {}, ...(tlsEnv.b ? { env: tlsEnv.b } : {}) });
+  const server = await testSidecar({ pod: a, registryFile, dir: dir.path, annotations: options.annotations?.a ?? {}, env: { ...options.env, ...tlsEnv.a } });
+  const client = await testSidecar({ pod: b, registryFile, dir: dir.path, annotations: options.annotations?.b ?? {}, env: { ...options.env, ...tlsEnv.b } });
   return {
     app,
     client,
