@@ -1,6 +1,9 @@
 // `tsmesh injector`: the control plane's composition, the only place that constructs things.
-// Settings from the environment -> Kubernetes client -> serving certificate (Secret + caBundle,
-// or files) -> routes (the webhook, and whatever other components mount) -> HTTPS on 8443.
+// Settings from the environment -> Kubernetes client -> the mesh CA (root in the Secret tsmesh-ca)
+// -> serving certificate issued by that CA (Secret tsmesh-injector-tls + caBundle), or files ->
+// trust anchors kept in every meshed namespace -> routes (POST /inject, POST /v1/certificate,
+// and whatever other components mount) -> HTTPS on 8443. One root: the API server (caBundle)
+// and the sidecars (/etc/tsmesh/trust/ca.crt) trust the same anchors.
 import { KubeConfig } from '@kubernetes/client-node';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
@@ -9,7 +12,10 @@ import { createLogger, LOG_LEVELS, type Logger } from '../src/log/log.ts';
 import { injectorSettingsFromEnv, type InjectorSettings } from './inject/settings.ts';
 import { startControlPlane, type ControlPlane, type RouteHandler, type TlsPair } from './server/server.ts';
 import { readTlsDir, watchTlsDir } from './server/tlsdir.ts';
-import { ensureCaBundle, ensureServingCertificate, startServingCertLoop, type ServingCertOptions } from './servingcert/kube.ts';
+import { ensureCaBundle, ensureServingCertificate, startServingCertLoop, type ServingCertOptions, type ServingCertificate } from './servingcert/kube.ts';
+import { untrustedBy } from './servingcert/cert.ts';
+import { CERTIFICATE_PATH, startClusterCA, type CA } from './ca/index.ts';
+import { startTrustAnchorSync } from './ca/trust-anchors.ts';
 import { INJECT_PATH, webhookRoute } from './webhook/route.ts';
 import { webhookMetrics } from './webhook/metrics.ts';
 import { kubeNamespaceLookup } from './webhook/namespaces.ts';
@@ -62,12 +68,12 @@ export interface InjectorContext {
   readonly server: InjectorServerSettings;
 }
 
-/** A component that mounts routes on the control plane server (the CA, discovery). */
+/** A component that mounts routes on the control plane server (discovery; the CA is built in). */
 export type RouteFactory = (ctx: InjectorContext) => ReadonlyMap<string, RouteHandler> | Promise<ReadonlyMap<string, RouteHandler>>;
 
 export interface RunInjectorOptions {
   readonly env?: NodeJS.ProcessEnv;
-  /** Other components' routes, mounted next to POST /inject. */
+  /** Other components' routes, mounted next to POST /inject and POST /v1/certificate. */
   readonly routes?: readonly RouteFactory[];
   readonly kubeConfig?: KubeConfig; // default: in-cluster or ~/.kube/config
   readonly logger?: Logger;
@@ -78,6 +84,8 @@ export interface RunInjectorOptions {
 export interface RunningInjector {
   readonly controlPlane: ControlPlane;
   readonly context: InjectorContext;
+  /** The mesh CA (its trust anchors are the caBundle and the sidecars' ca.crt). */
+  readonly ca: CA;
   close(): Promise<void>;
 }
 
@@ -91,27 +99,43 @@ export async function runInjector(options: RunInjectorOptions = {}): Promise<Run
   collectDefaultMetrics({ register: registry, prefix: 'tsmesh_injector_' });
   const context: InjectorContext = { logger, registry, kubeConfig, settings, server };
 
-  // The serving certificate: from files when given (cert-manager), else made and kept by us.
+  // The mesh CA: its root from the Secret tsmesh-ca (made on first start), its trust anchor
+  // published in our namespace, TokenReview for the callers of POST /v1/certificate.
+  const { ca, handler: certificateRoute } = await startClusterCA({ kubeConfig, namespace: settings.controlPlaneNamespace, trustDomain: settings.trustDomain, registry, log: logger });
+  const anchors = ca.trustAnchors.join('');
+
+  // The serving certificate: from files when given (cert-manager), else issued by the mesh CA
+  // and kept in a Secret shared by the replicas.
   const certOptions: ServingCertOptions = {
     kubeConfig,
+    ca,
     namespace: settings.controlPlaneNamespace,
     serviceName: server.serviceName,
     secretName: server.secretName,
     webhookConfigName: server.webhookConfigName,
     logger,
   };
+  // Sidecars verify us with the mesh trust anchors: say so when files would make them refuse us.
+  const checkFiles = (pair: TlsPair): void => {
+    const why = untrustedBy(pair.cert, anchors);
+    if (why) logger.warn({ tlsDir: server.tlsDir, reason: why }, 'sidecars will refuse this serving certificate: it does not chain to the mesh trust anchors (see docs/injector.md)');
+  };
   let tls: TlsPair;
-  let caBundle: string | undefined;
+  let issued: ServingCertificate | undefined;
   if (server.tlsDir) {
     tls = await readTlsDir(server.tlsDir);
+    checkFiles(tls);
   } else {
-    const s = await ensureServingCertificate(certOptions);
-    tls = s.tls;
-    caBundle = s.caCert;
+    issued = await ensureServingCertificate(certOptions);
+    tls = issued.tls;
   }
 
+  // The trust anchor in every namespace where injected pods run.
+  const trust = startTrustAnchorSync({ kubeConfig, caPem: anchors, controlPlaneNamespace: settings.controlPlaneNamespace, logger, registry });
+
   const routes = new Map<string, RouteHandler>([
-    [INJECT_PATH, webhookRoute({ settings, namespaces: options.namespaces ?? kubeNamespaceLookup(kubeConfig), logger, metrics: webhookMetrics(registry) })],
+    [INJECT_PATH, webhookRoute({ settings, namespaces: options.namespaces ?? kubeNamespaceLookup(kubeConfig), logger, metrics: webhookMetrics(registry), onInjected: (ns) => trust.podInjected(ns) })],
+    [CERTIFICATE_PATH, certificateRoute],
   ]);
   for (const factory of options.routes ?? []) {
     for (const [path, handler] of await factory(context)) {
@@ -121,28 +145,31 @@ export async function runInjector(options: RunInjectorOptions = {}): Promise<Run
   }
   const controlPlane = await startControlPlane({ routes, tls, logger, registry, port: server.port, host: options.host });
 
-  const stops: (() => void)[] = [];
+  const stops: (() => void | Promise<void>)[] = [() => trust.stop()];
   if (server.tlsDir) {
-    const w = watchTlsDir(server.tlsDir, tls, (pair) => controlPlane.setCertificate(pair), (err) => logger.warn({ err: err.message }, 'serving certificate files not usable; keeping the current one'), server.certCheckIntervalMs);
+    const onFiles = (pair: TlsPair): void => {
+      checkFiles(pair);
+      controlPlane.setCertificate(pair);
+    };
+    const w = watchTlsDir(server.tlsDir, tls, onFiles, (err) => logger.warn({ err: err.message }, 'serving certificate files not usable; keeping the current one'), server.certCheckIntervalMs);
     stops.push(w.stop);
   } else {
     // Only after listening: the API server must be able to reach us once it trusts us.
     try {
-      await ensureCaBundle(certOptions, caBundle!);
+      await ensureCaBundle(certOptions, issued!.caBundle);
     } catch (err) {
       logger.error({ err }, 'could not set the webhook caBundle; retrying');
     }
-    const loop = startServingCertLoop(
-      { ...certOptions, intervalMs: server.certCheckIntervalMs, onCertificate: (pair) => controlPlane.setCertificate(pair) },
-      { tls, caCert: caBundle!, renewAt: 0 },
-    );
+    const loop = startServingCertLoop({ ...certOptions, intervalMs: server.certCheckIntervalMs, onCertificate: (pair) => controlPlane.setCertificate(pair) }, issued!);
     stops.push(loop.stop);
   }
+  await trust.started;
   return {
     controlPlane,
     context,
+    ca,
     async close() {
-      for (const stop of stops) stop();
+      for (const stop of stops) await stop();
       await controlPlane.close();
     },
   };

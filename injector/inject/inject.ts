@@ -6,7 +6,7 @@ import type { V1Container, V1EnvVar, V1ObjectMeta, V1PodSpec, V1Volume, V1Volume
 import { PREFIX, formatProblem, podAnnotations, policyAnnotations, readAnnotations, type PodSettings } from '../../src/config/annotations.ts';
 import { rewriteProbes, type AppProbes } from './probes.ts';
 import { skip, type Skip } from './skip.ts';
-import type { InjectorSettings } from './settings.ts';
+import { DEFAULT_TRUST_DOMAIN, type InjectorSettings } from './settings.ts';
 
 /** A Pod or a workload's pod template: the parts injection reads and writes. */
 export interface PodLike {
@@ -151,6 +151,8 @@ function proxyContainer(values: PodSettings, settings: InjectorSettings, probes:
     fieldEnv('SERVICE_ACCOUNT', 'spec.serviceAccountName'),
     { name: 'TSMESH_CONTROL_PLANE', value: settings.controlPlane },
   ];
+  // The sidecar's own default is the default trust domain; another one must reach it.
+  if (settings.trustDomain !== DEFAULT_TRUST_DOMAIN) env.push({ name: 'TSMESH_TRUST_DOMAIN', value: settings.trustDomain });
   if (settings.otlpEndpoint) env.push({ name: 'OTEL_EXPORTER_OTLP_ENDPOINT', value: settings.otlpEndpoint });
   if (Object.keys(probes).length) env.push({ name: 'TSMESH_APP_PROBES', value: JSON.stringify(probes) });
   return {

@@ -1,12 +1,12 @@
-// A real webhook server for tests: the control plane's HTTPS server on loopback with a fresh
-// self-signed certificate for "localhost", POST /inject mounted, logs captured in memory, and
+// A real webhook server for tests: the control plane's HTTPS server on loopback with a
+// certificate for "localhost" from a fresh CA, POST /inject mounted, logs captured in memory, and
 // a client (undici) that trusts it.
 import { Writable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { Registry } from 'prom-client';
 import { createLogger } from '../../src/log/log.ts';
 import { startControlPlane, type ControlPlane } from '../server/server.ts';
-import { generateServingMaterial } from '../servingcert/cert.ts';
+import { createCA } from '../ca/ca.ts';
 import { webhookRoute, INJECT_PATH } from '../webhook/route.ts';
 import { webhookMetrics } from '../webhook/metrics.ts';
 import type { NamespaceLookup } from '../webhook/admission.ts';
@@ -32,7 +32,7 @@ export async function startTestWebhook(options: { settings: InjectorSettings; na
   });
   const logger = createLogger({ level: 'debug', name: 'test-injector', destination });
   const registry = new Registry();
-  const material = await generateServingMaterial({ dnsNames: ['localhost'] });
+  const material = await testServingMaterial(['localhost']);
   const route = webhookRoute({ settings: options.settings, namespaces: options.namespaces, logger, metrics: webhookMetrics(registry), bodyLimit: options.bodyLimit });
   const controlPlane = await startControlPlane({ routes: new Map([[INJECT_PATH, route]]), tls: { cert: material.cert, key: material.key }, logger, registry, port: 0, host: '127.0.0.1' });
   const agent = new Agent({ connect: { ca: material.caCert, servername: 'localhost' } });
@@ -60,6 +60,13 @@ export async function startTestWebhook(options: { settings: InjectorSettings; na
       await controlPlane.close();
     },
   };
+}
+
+/** A fresh CA and a serving certificate it issued for `dnsNames`: { cert, key, caCert }. */
+export async function testServingMaterial(dnsNames: readonly string[]): Promise<{ cert: string; key: string; caCert: string }> {
+  const ca = await createCA({ trustDomain: 'cluster.local' });
+  const issued = await ca.issueServing(dnsNames);
+  return { cert: issued.certChain.join(''), key: issued.keyPem, caCert: ca.trustAnchors.join('') };
 }
 
 let uidCounter = 0;

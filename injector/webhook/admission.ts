@@ -62,7 +62,7 @@ export type NamespaceLookup = (name: string) => Promise<NamespaceInfo>;
 export type ReviewOutcome =
   | { readonly kind: 'ignored'; readonly review: AdmissionReviewOut } // not a Pod CREATE
   | { readonly kind: 'skipped'; readonly skip: Skip; readonly review: AdmissionReviewOut; readonly warnings: string[] }
-  | { readonly kind: 'injected'; readonly patch: Operation[]; readonly review: AdmissionReviewOut; readonly warnings: string[] };
+  | { readonly kind: 'injected'; readonly namespace: string; readonly patch: Operation[]; readonly review: AdmissionReviewOut; readonly warnings: string[] };
 
 export async function review(req: AdmissionRequest, settings: InjectorSettings, namespaces: NamespaceLookup): Promise<ReviewOutcome> {
   const answer = (extra: Partial<AdmissionResponse> = {}): AdmissionReviewOut => ({
@@ -84,6 +84,7 @@ export async function review(req: AdmissionRequest, settings: InjectorSettings, 
   const patch = diffPatch(pod, result.pod);
   return {
     kind: 'injected',
+    namespace: name,
     patch,
     warnings: result.warnings,
     review: answer({ patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64'), ...warnings }),

@@ -16,6 +16,11 @@ export interface WebhookOptions {
   readonly logger: Logger;
   readonly metrics: WebhookMetrics;
   readonly bodyLimit?: number;
+  /**
+   * Called after each injection (never for a dry run: the webhook is declared
+   * sideEffects: NoneOnDryRun) with the pod's namespace; the CA publishes its trust anchor there.
+   */
+  readonly onInjected?: (namespace: string) => void;
 }
 
 export function webhookRoute(options: WebhookOptions): RouteHandler {
@@ -47,6 +52,7 @@ export function webhookRoute(options: WebhookOptions): RouteHandler {
           break;
         case 'injected':
           metrics.injections.inc();
+          if (!request.dryRun) options.onInjected?.(outcome.namespace);
           log.info({ ...pod, operations: outcome.patch.length, warnings: outcome.warnings }, 'sidecar injected');
           break;
       }

@@ -5,10 +5,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpsRequest } from 'node:https';
 import { Agent, request } from 'undici';
-import { startTestWebhook, podCreateReview, type TestWebhook } from '../testing/webhook.ts';
+import { startTestWebhook, podCreateReview, testServingMaterial, type TestWebhook } from '../testing/webhook.ts';
 import { staticNamespaceLookup } from './namespaces.ts';
 import { defaultInjectorSettings } from '../inject/settings.ts';
-import { generateServingMaterial } from '../servingcert/cert.ts';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -207,7 +206,7 @@ describe('webhook over HTTPS', () => {
   });
 
   test('the serving certificate is reloaded without a restart', async () => {
-    const next = await generateServingMaterial({ dnsNames: ['localhost'] });
+    const next = await testServingMaterial(['localhost']);
     wh.controlPlane.setCertificate({ cert: next.cert, key: next.key });
     const fresh = new Agent({ connect: { ca: next.caCert, servername: 'localhost' } });
     const stale = new Agent({ connect: { ca: wh.caCert, servername: 'localhost' } });
