@@ -53,6 +53,18 @@ test('tsmesh demo --mode loopback shows pod-b -> pod-a through both sidecars and
   assert.match(stdout, /pod-b sidecar {2}-> pod-a sidecar {3}inbound {2}127\.0\.\d+\.10:15006 +\d+\.\d+ ms/);
   assert.match(stdout, /chose endpoint pod-a \(127\.0\.\d+\.10:8080\) of pod-service/);
   assert.match(stdout, /Every request went pod-b -> its sidecar -> pod-a's sidecar -> pod-a's app and back/);
+  // mTLS identities of both sides
+  assert.match(stdout, /mTLS: pod-b is spiffe:\/\/cluster\.local\/ns\/default\/sa\/pod-b \(verified by pod-a's sidecar\), pod-a is spiffe:\/\/cluster\.local\/ns\/default\/sa\/pod-a/);
+  // a retry, then a breaker opening
+  assert.match(stdout, /pod-b got 200 "pod-a recovered on attempt 2"/);
+  assert.match(stdout, /pod-a's app saw 2 attempts: attempt 1 -> 503, attempt 2 -> 200/);
+  assert.match(stdout, /8 calls: 500, 500, 500, 500, 500, 503 circuit-open, 503 circuit-open, 503 circuit-open/);
+  assert.match(stdout, /pod-a's app saw 5 of the 8 calls/);
+  // the waterfall: the CLIENT span, two attempts, pod-a's SERVER spans
+  assert.match(stdout, /Trace [0-9a-f]{32} of GET \/flaky/);
+  assert.match(stdout, /client +GET attempt 1 .*\| 503/);
+  assert.match(stdout, /client +GET attempt 2 .*\| 200/);
+  assert.match(stdout, /web-app +GET .*\| 200/);
 });
 
 test('tsmesh demo rejects a bad option with usage (exit 2)', async () => {

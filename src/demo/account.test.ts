@@ -25,9 +25,20 @@ test('an account names the answer, the client and each hop with its own access l
   assert.match(lines[3]!, /^ {2}2\. pod-b sidecar +-> pod-a sidecar +inbound {2}10\.77\.0\.10:15006 +1\.25 ms {2}mesh hop/);
   assert.match(lines[4]!, /^ {2}3\. pod-a sidecar +-> pod-a app +10\.77\.0\.10:8080 +0\.50 ms {2}app time$/);
   // the columns line up
-  const arrows = lines.slice(2).map((l) => l.indexOf('-> pod-'));
-  assert.equal(new Set(arrows).size, 1, lines.join('\n'));
-  assert.equal(new Set(lines.slice(2).map((l) => l.indexOf(' ms '))).size, 1, lines.join('\n'));
+  const hops = lines.slice(2, 5);
+  assert.equal(new Set(hops.map((l) => l.indexOf('-> pod-'))).size, 1, lines.join('\n'));
+  assert.equal(new Set(hops.map((l) => l.indexOf(' ms '))).size, 1, lines.join('\n'));
+  assert.equal(lines[5], '  mTLS: none (the mesh hop was plaintext)');
+});
+
+test('with mTLS the account names both identities: the caller as pod-a verified it, pod-a as its app was told', () => {
+  const { lines } = requestAccount(
+    input({
+      reply: { status: 200, body: JSON.stringify({ message: 'Hello from pod-a', sawClientCert: 'By=spiffe://td/ns/default/sa/pod-a;URI=spiffe://td/ns/default/sa/pod-b' }), ms: 1, client: 'curl' },
+      inbound: [line('inbound', '/?request=1', { peer: 'spiffe://td/ns/default/sa/pod-b' })],
+    }),
+  );
+  assert.equal(lines[5], "  mTLS: pod-b is spiffe://td/ns/default/sa/pod-b (verified by pod-a's sidecar), pod-a is spiffe://td/ns/default/sa/pod-a (verified by pod-b's sidecar)");
 });
 
 test('a request that missed a sidecar is not ok, and the account says which line is missing', () => {

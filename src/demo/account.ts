@@ -55,7 +55,26 @@ export function requestAccount(input: RequestAccountInput): RequestAccount {
     `Request ${input.n}: pod-b  GET ${input.url}  ->  ${reply.status || '---'} ${answerOf(reply)}  (${reply.ms.toFixed(2)} ms at the client, ${reply.client})`,
     ...hops.map(([from, to, where, took, note], i) => `  ${i + 1}. ${from.padEnd(width(0) + 2)}-> ${to.padEnd(width(1) + 3)}${where.padEnd(width(2) + 2)}${ms(took)}  ${note}`),
   ];
+  const identities = identitiesOf(reply, inn);
+  if (identities) lines.push(identities);
   if (!out) lines.push("  (no outbound access line from pod-b's sidecar: the request did not go through it)");
   if (!inn) lines.push("  (no inbound access line from pod-a's sidecar)");
   return { lines, ok: reply.status === 200 && out !== undefined && inn !== undefined && out.upstream_pod === 'pod-a' };
+}
+
+/**
+ * Who was who on the mesh hop: pod-a's sidecar logs the caller's verified SPIFFE ID (`peer`),
+ * and tells its app, in x-forwarded-client-cert, both its own (By=) and the caller's (URI=).
+ */
+function identitiesOf(reply: DemoReply, inbound: AccessLine | undefined): string | undefined {
+  let xfcc: unknown;
+  try {
+    xfcc = (JSON.parse(reply.body) as { sawClientCert?: unknown }).sawClientCert;
+  } catch {
+    return undefined;
+  }
+  const by = typeof xfcc === 'string' ? /By=([^;]+)/.exec(xfcc)?.[1] : undefined;
+  const caller = typeof inbound?.peer === 'string' ? inbound.peer : undefined;
+  if (!by && !caller) return '  mTLS: none (the mesh hop was plaintext)';
+  return `  mTLS: pod-b is ${caller ?? '?'} (verified by pod-a's sidecar), pod-a is ${by ?? '?'} (verified by pod-b's sidecar)`;
 }

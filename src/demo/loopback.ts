@@ -3,15 +3,16 @@
 // its own `tsmesh proxy` process; pod-b's client uses its sidecar as HTTP proxy, as HTTP_PROXY
 // clients do; a registry file stands in for the API server.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import type { AccessLine, DemoMesh, DemoPod } from './mesh.ts';
+import { jsonLines, type AccessLine, type DemoMesh, type DemoPod } from './mesh.ts';
 import { get } from './client.ts';
+import { WEB_APP, FLAKY_SERVICE } from './app.ts';
+import { createCA, writeWorkloadIdentity } from '../localcluster/identity.ts';
 
 export interface SidecarProcess {
   readonly pod: DemoPod;
@@ -34,8 +35,6 @@ const TSMESH = fileURLToPath(new URL('../../bin/tsmesh.js', import.meta.url));
 export interface LoopbackMesh extends DemoMesh {
   readonly mode: 'loopback';
   readonly dir: string;
-  readonly app: Server;
-  readonly appTimes: Map<string, number>;
   readonly sidecars: { a: SidecarProcess; b: SidecarProcess };
 }
 
@@ -62,42 +61,60 @@ async function startOn(pods: { a: DemoPod; b: DemoPod }, options: LoopbackOption
   await writeFile(
     registryFile,
     stringify({
-      services: [{ name: 'pod-service', namespace: 'default', ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web-app' } }],
+      services: [
+        { name: 'pod-service', namespace: 'default', ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web-app' } },
+        { name: FLAKY_SERVICE.name, namespace: 'default', ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web-app' }, annotations: FLAKY_SERVICE.annotations },
+      ],
       pods: [POD_A, POD_B].map((p) => ({ ...p, namespace: 'default', serviceAccount: p.name, meshed: true })),
     }),
   );
 
-  // pod-a's app: a web app on 8080 that says who it is and how long it took.
-  const appTimes = new Map<string, number>();
-  const app = createServer((req, res) => {
-    const start = performance.now();
-    res.on('finish', () => appTimes.set(req.url ?? '', performance.now() - start));
-    const body = JSON.stringify({ message: 'Hello from pod-a', path: req.url, sawHost: req.headers.host, sawForwardedFor: req.headers['x-forwarded-for'] ?? null }) + '\n';
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(body);
-  });
+  // pod-a's app: its own process on pod-a's address, port 8080.
+  const app = spawn(process.execPath, ['--input-type=module', '-e', WEB_APP], { env: { ...process.env, HOST: POD_A.ip }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let appOutput = '';
+  app.stdout.setEncoding('utf8').on('data', (d: string) => (appOutput += d));
+  app.stderr.setEncoding('utf8').on('data', (d: string) => (appOutput += d));
+  const stopApp = async () => {
+    if (app.exitCode === null && app.signalCode === null) {
+      app.kill('SIGTERM');
+      await new Promise((r) => app.once('exit', r));
+    }
+  };
   try {
     await new Promise<void>((resolve, reject) => {
-      app.once('error', (err: NodeJS.ErrnoException) =>
-        reject(Object.assign(new Error(err.code === 'EADDRNOTAVAIL' ? `cannot use ${POD_A.ip}: this system does not route 127.0.0.0/8 to loopback (Linux does)` : `cannot start pod-a's app on ${POD_A.ip}:8080: ${err.code}`), { code: err.code })),
-      );
-      app.listen(8080, POD_A.ip, resolve);
+      const check = setInterval(() => {
+        if (appOutput.includes('pod-a app listening')) done(undefined);
+        else if (/EADDRINUSE/.test(appOutput)) done(Object.assign(new Error(`cannot start pod-a's app on ${POD_A.ip}:8080: EADDRINUSE`), { code: 'EADDRINUSE' }));
+        else if (/EADDRNOTAVAIL/.test(appOutput)) done(Object.assign(new Error(`cannot use ${POD_A.ip}: this system does not route 127.0.0.0/8 to loopback (Linux does)`), { code: 'EADDRNOTAVAIL' }));
+        else if (app.exitCode !== null) done(new Error(`pod-a's app exited: ${appOutput}`));
+      }, 20);
+      const done = (err: Error | undefined) => {
+        clearInterval(check);
+        if (err) reject(err);
+        else resolve();
+      };
     });
   } catch (err) {
+    await stopApp();
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
+  const appLines = () => jsonLines(appOutput).filter((l) => l.type === 'app');
 
   const started: SidecarProcess[] = [];
   const close = async () => {
     for (const s of started) s.child.kill('SIGTERM');
     await Promise.all(started.map((s) => (s.child.exitCode === null ? new Promise((r) => s.child.once('exit', r)) : undefined)));
-    app.closeAllConnections();
-    await new Promise((r) => app.close(r));
+    await stopApp();
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    for (const pod of [POD_A, POD_B]) started.push(await startSidecar(pod, dir, registryFile, options.logLevel));
+    // mTLS: an embedded CA issues each pod's certificate into a folder (TSMESH_TLS_DIR)
+    const ca = await createCA({ trustDomain: 'cluster.local' });
+    for (const pod of [POD_A, POD_B]) {
+      const tlsDir = await writeWorkloadIdentity(ca, join(dir, `${pod.name}-tls`), { namespace: 'default', serviceAccount: pod.name });
+      started.push(await startSidecar(pod, dir, registryFile, tlsDir, options.logLevel));
+    }
     await Promise.all(started.map(waitReady));
   } catch (err) {
     await close();
@@ -109,7 +126,7 @@ async function startOn(pods: { a: DemoPod; b: DemoPod }, options: LoopbackOption
     description: [
       `mode: loopback: pods are addresses on this machine (pod-a ${POD_A.ip}, pod-b ${POD_B.ip}); the client uses its sidecar as HTTP proxy.`,
       `      (${options.why ?? 'Network namespaces with the real iptables interception need root on Linux.'})`,
-      `started pod-a's app on ${POD_A.ip}:8080 and a sidecar for each pod (registry: ${registryFile})`,
+      `started pod-a's app on ${POD_A.ip}:8080 and a sidecar for each pod, with certificates from an embedded CA (registry: ${registryFile})`,
     ],
     pods,
     entry: { from: 'pod-b app', where: `outbound ${sidecars.b.outboundURL.slice('http://'.length)}` },
@@ -117,19 +134,24 @@ async function startOn(pods: { a: DemoPod; b: DemoPod }, options: LoopbackOption
     get: (url) => get(sidecars.b.outboundURL, url, POD_B.ip),
     accessLines: (pod) => sidecars[pod].access,
     logLines: (pod) => sidecars[pod].lines,
-    appTime: (path) => appTimes.get(path),
+    appTime: (path) => {
+      const line = appLines().find((l) => l.path === path);
+      return typeof line?.ms === 'number' ? line.ms : undefined;
+    },
+    appRequests: (path) => appLines().filter((l) => l.path === path) as unknown as { status: number; attempt: number }[],
+    admin: async (pod, path) => (await fetch(`${sidecars[pod].adminURL}${path}`)).text(),
+    traceExport: process.env.OTEL_EXPORTER_OTLP_ENDPOINT ? { endpoint: process.env.OTEL_EXPORTER_OTLP_ENDPOINT } : { none: 'OTEL_EXPORTER_OTLP_ENDPOINT is not set' },
     tryIt: () => [`curl -x ${sidecars.b.outboundURL} http://pod-service/`, `curl ${sidecars.b.adminURL}/config`, `curl ${sidecars.a.adminURL}/metrics`],
     dir,
-    app,
-    appTimes,
     sidecars,
     close,
   };
 }
 
-async function startSidecar(pod: DemoPod, dir: string, registryFile: string, logLevel = 'info'): Promise<SidecarProcess> {
+async function startSidecar(pod: DemoPod, dir: string, registryFile: string, tlsDir: string, logLevel = 'info'): Promise<SidecarProcess> {
   const annotations = join(dir, `${pod.name}.annotations`);
   await writeFile(annotations, `tsmesh.io/log-level="${logLevel}"\n`);
+  await writeFile(join(dir, `${pod.name}.labels`), Object.entries(pod.labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n'));
   const child = spawn(process.execPath, [TSMESH, 'proxy'], {
     env: {
       ...process.env,
@@ -141,7 +163,9 @@ async function startSidecar(pod: DemoPod, dir: string, registryFile: string, log
       TSMESH_REGISTRY: registryFile,
       TSMESH_ANNOTATIONS: annotations,
       TSMESH_LABELS: join(dir, `${pod.name}.labels`),
+      TSMESH_TLS_DIR: tlsDir,
       TSMESH_DRAIN_TIMEOUT: '2s',
+      OTEL_BSP_SCHEDULE_DELAY: process.env.OTEL_BSP_SCHEDULE_DELAY ?? '200',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -59,6 +59,12 @@ export interface DemoMesh {
   logLines(pod: 'a' | 'b'): readonly Record<string, unknown>[];
   /** how long pod-a's app took for the request with this path (ms), once it has said so */
   appTime(path: string): number | undefined;
+  /** the requests pod-a's app saw with this path ({path, status, attempt, ms}) */
+  appRequests(path: string): readonly { status: number; attempt: number }[];
+  /** GET `path` on the pod's sidecar admin port (15020), from inside the pod; the body */
+  admin(pod: 'a' | 'b', path: string): Promise<string>;
+  /** where the sidecars export spans (OTEL_EXPORTER_OTLP_ENDPOINT), or why they do not */
+  readonly traceExport: { endpoint: string } | { none: string };
   /** how to call the running mesh by hand (for --keep) */
   tryIt(): readonly string[];
   close(): Promise<void>;

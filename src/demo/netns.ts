@@ -5,18 +5,12 @@
 // no curl) calling http://pod-service/, with no proxy settings: the rules send it through the
 // sidecars. Service pod-service is a VIP that a kube-proxy stand-in forwards.
 import { netnsCluster, onPath, APP_UID, type NetnsCluster, type PodProcess } from '../localcluster/netns.ts';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { jsonLines, type AccessLine, type DemoMesh, type DemoPod, type DemoReply } from './mesh.ts';
-
-// pod-a's app: says who it is, and logs how long each request took (a JSON line on stdout).
-const WEB_APP = `
-import http from 'node:http';
-http.createServer((req, res) => {
-  const start = performance.now();
-  res.on('finish', () => console.log(JSON.stringify({ type: 'app', path: req.url, ms: performance.now() - start })));
-  res.writeHead(200, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ message: 'Hello from pod-a', path: req.url, sawHost: req.headers.host, sawForwardedFor: req.headers['x-forwarded-for'] ?? null }) + '\\n');
-}).listen(8080, () => console.log('pod-a app listening on 8080'));
-`;
+import { WEB_APP, FLAKY_SERVICE } from './app.ts';
+import { createCA, writeWorkloadIdentity } from '../localcluster/identity.ts';
 
 // pod-b's app when there is no curl: node's http, no agent, no proxy settings.
 const NODE_CLIENT = `
@@ -33,6 +27,9 @@ req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
 req.on('error', (err) => done({ status: 0, body: '', error: err.message }));
 `;
 
+// GET on a sidecar's admin port from inside its pod.
+const ADMIN_GET = `const r = await fetch(process.argv[1]); process.stdout.write(await r.text());`;
+
 export interface NetnsMesh extends DemoMesh {
   readonly mode: 'netns';
   readonly cluster: NetnsCluster;
@@ -46,14 +43,30 @@ export interface NetnsOptions {
 
 export async function startNetnsMesh(options: NetnsOptions = {}): Promise<NetnsMesh> {
   const annotations = { 'tsmesh.io/log-level': options.logLevel ?? 'info' };
+  // mTLS: an embedded CA issues each pod's certificate into a folder the sidecar (UID 1337) reads
+  const certs = await mkdtemp(join(tmpdir(), 'tsmesh-demo-certs-'));
+  await chmod(certs, 0o755);
+  const ca = await createCA({ trustDomain: 'cluster.local' });
+  const tlsDirs: Record<string, string> = {};
+  for (const name of ['pod-a', 'pod-b']) tlsDirs[name] = await writeWorkloadIdentity(ca, join(certs, name), { namespace: 'default', serviceAccount: name });
   const cluster = await netnsCluster({
     pods: [
       { name: 'pod-a', labels: { app: 'web-app' }, sidecar: true, annotations },
       { name: 'pod-b', labels: { app: 'client' }, sidecar: true, annotations },
     ],
-    services: [{ name: 'pod-service', ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web-app' } }],
-    sidecarEnv: () => ({ TSMESH_DRAIN_TIMEOUT: '1s' }),
+    services: [
+      { name: 'pod-service', ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web-app' } },
+      { name: FLAKY_SERVICE.name, ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web-app' }, annotations: FLAKY_SERVICE.annotations },
+    ],
+    sidecarEnv: (pod) => ({ TSMESH_DRAIN_TIMEOUT: '1s', TSMESH_TLS_DIR: tlsDirs[pod.name]! }),
+  }).catch(async (err: unknown) => {
+    await rm(certs, { recursive: true, force: true });
+    throw err;
   });
+  const closeAll = async () => {
+    await cluster.close();
+    await rm(certs, { recursive: true, force: true });
+  };
   let app: PodProcess;
   let useCurl: boolean;
   try {
@@ -61,9 +74,10 @@ export async function startNetnsMesh(options: NetnsOptions = {}): Promise<NetnsM
     await app.waitForLine(/pod-a app listening/, 15_000);
     useCurl = options.client ? options.client === 'curl' : await onPath('curl');
   } catch (err) {
-    await cluster.close();
+    await closeAll();
     throw err;
   }
+  const appLines = () => jsonLines(app.output()).filter((l) => l.type === 'app');
 
   const a = cluster.pod('pod-a');
   const b = cluster.pod('pod-b');
@@ -90,7 +104,7 @@ export async function startNetnsMesh(options: NetnsOptions = {}): Promise<NetnsM
     description: [
       `mode: network namespaces with iptables interception (pods are namespaces ${a.netns} and ${b.netns}, the app knows nothing of the mesh)`,
       `started pod-a (${a.ip}) with its app on 8080 as UID ${APP_UID}, pod-b (${b.ip}), Service pod-service at ${service.clusterIP}:80 -> 8080;`,
-      `tsmesh init and a sidecar (UID 1337) in each pod; pod-b's app is plain ${useCurl ? 'curl' : "node http"} with no proxy settings (registry: ${cluster.registryFile})`,
+      `tsmesh init and a sidecar (UID 1337, certificate from an embedded CA) in each pod; pod-b's app is plain ${useCurl ? 'curl' : 'node http'} with no proxy settings (registry: ${cluster.registryFile})`,
     ],
     pods,
     entry: { from: 'pod-b app -> iptables', where: `${service.clusterIP}:80 -> outbound 127.0.0.1:15001` },
@@ -99,15 +113,19 @@ export async function startNetnsMesh(options: NetnsOptions = {}): Promise<NetnsM
     accessLines: (pod) => jsonLines(sidecarOf(pod)?.output() ?? '').filter((l): l is AccessLine => l.type === 'access'),
     logLines: (pod) => jsonLines(sidecarOf(pod)?.output() ?? ''),
     appTime: (path) => {
-      const line = jsonLines(app.output()).find((l) => l.type === 'app' && l.path === path);
+      const line = appLines().find((l) => l.path === path);
       return typeof line?.ms === 'number' ? line.ms : undefined;
     },
+    appRequests: (path) => appLines().filter((l) => l.path === path) as unknown as { status: number; attempt: number }[],
+    admin: async (pod, path) => (await cluster.node(pod === 'a' ? 'pod-a' : 'pod-b', ADMIN_GET, { args: [`http://127.0.0.1:15020${path}`], timeoutMs: 10_000 })).stdout,
+    // the namespaces reach nothing on the host, so a collector there is out of reach
+    traceExport: { none: 'the pods are network namespaces, which cannot reach a collector on the host (run with --mode loopback to export)' },
     tryIt: () => [
       `ip netns exec ${b.netns} curl http://pod-service/`,
       `ip netns exec ${b.netns} curl http://${a.ip}:8080/        (a pod IP: intercepted too)`,
       `ip netns exec ${a.netns} curl http://127.0.0.1:15020/metrics`,
       `ip netns exec ${b.netns} iptables -t nat -S              (the rules tsmesh init installed)`,
     ],
-    close: () => cluster.close(),
+    close: closeAll,
   };
 }

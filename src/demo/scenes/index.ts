@@ -2,7 +2,9 @@
 // these and put it in the list.
 import type { Scene } from './scene.ts';
 import { requests } from './requests.ts';
+import { resilience } from './resilience.ts';
+import { trace } from './trace.ts';
 
 export type { Scene, SceneContext } from './scene.ts';
 
-export const scenes: readonly Scene[] = [requests];
+export const scenes: readonly Scene[] = [requests, resilience, trace];
