@@ -14,8 +14,7 @@ import { startControlPlane, type ControlPlane, type RouteHandler, type TlsPair }
 import { readTlsDir, watchTlsDir } from './server/tlsdir.ts';
 import { ensureCaBundle, ensureServingCertificate, startServingCertLoop, type ServingCertOptions, type ServingCertificate } from './servingcert/kube.ts';
 import { untrustedBy } from './servingcert/cert.ts';
-import { CERTIFICATE_PATH, startClusterCA, type CA } from './ca/index.ts';
-import { startTrustAnchorSync } from './ca/trust-anchors.ts';
+import { CERTIFICATE_PATH, startClusterCA, startTrustAnchorSync, type CA } from './ca/index.ts';
 import { INJECT_PATH, webhookRoute } from './webhook/route.ts';
 import { webhookMetrics } from './webhook/metrics.ts';
 import { kubeNamespaceLookup } from './webhook/namespaces.ts';

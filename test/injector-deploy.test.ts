@@ -11,6 +11,8 @@ import { validateObject } from '../injector/testing/schema.ts';
 import { INJECT_PATH } from '../injector/webhook/route.ts';
 import { CONTROL_PLANE_PORT } from '../injector/server/server.ts';
 import { TRUST_ANCHOR_CONFIGMAP, injectPod } from '../injector/inject/inject.ts';
+import { ROOT_SECRET, TRUST_ANCHOR_CONFIGMAP as CA_TRUST_ANCHOR_CONFIGMAP, INJECT_LABEL_SELECTOR } from '../injector/ca/index.ts';
+import { injectorServerSettingsFromEnv } from '../injector/main.ts';
 import { defaultInjectorSettings } from '../injector/inject/settings.ts';
 import pkg from '../package.json' with { type: 'json' };
 
@@ -94,12 +96,12 @@ describe('deploy/', () => {
     assert.equal(svc.spec.ports[0].targetPort, c.ports[0].name);
   });
 
-  test('the webhooks: sideEffects None, timeout, IfNeeded, explicit failurePolicy, system namespaces excluded', () => {
+  test('the webhooks: sideEffects NoneOnDryRun, timeout, IfNeeded, explicit failurePolicy, system namespaces excluded', () => {
     const mwc = find(control, 'MutatingWebhookConfiguration', 'tsmesh-injector');
     const svc = find(control, 'Service', 'tsmesh-injector');
     assert.equal(mwc.webhooks.length, 2);
     for (const w of mwc.webhooks) {
-      assert.equal(w.sideEffects, 'None');
+      assert.equal(w.sideEffects, 'NoneOnDryRun', 'injection publishes the trust anchor, except on dry runs');
       assert.ok(w.timeoutSeconds >= 1 && w.timeoutSeconds <= 10);
       assert.equal(w.reinvocationPolicy, 'IfNeeded');
       assert.ok(['Fail', 'Ignore'].includes(w.failurePolicy));
@@ -120,21 +122,45 @@ describe('deploy/', () => {
 
   test('RBAC: what the injector uses, names pinned where RBAC allows', () => {
     const cr = find(control, 'ClusterRole', 'tsmesh-injector');
-    const mwcRule = cr.rules.find((r: Obj) => r.resources.includes('mutatingwebhookconfigurations'));
+    const rule = (resource: string, pred: (r: Obj) => boolean = () => true): Obj[] => cr.rules.filter((r: Obj) => r.resources.includes(resource) && pred(r));
+    const [mwcRule] = rule('mutatingwebhookconfigurations');
     assert.deepEqual(mwcRule.resourceNames, ['tsmesh-injector']);
     assert.deepEqual(mwcRule.verbs, ['get', 'patch']);
-    for (const r of cr.rules) assert.ok(!r.verbs.includes('*') && !r.resources.includes('*') && !r.resources.includes('secrets'), JSON.stringify(r));
+    assert.deepEqual(rule('namespaces')[0].verbs, ['get', 'list', 'watch'], 'labels for the webhook, a watch for the trust anchor');
+    assert.equal(INJECT_LABEL_SELECTOR, 'tsmesh.io/inject=enabled');
+    // ConfigMaps: by name for everything RBAC can pin; create alone without a name (it cannot be pinned).
+    assert.equal(CA_TRUST_ANCHOR_CONFIGMAP, TRUST_ANCHOR_CONFIGMAP, 'the CA publishes what injected pods mount');
+    const cms = rule('configmaps');
+    assert.equal(cms.length, 2);
+    const named = cms.find((r) => r.resourceNames)!;
+    assert.deepEqual(named.resourceNames, [TRUST_ANCHOR_CONFIGMAP]);
+    assert.deepEqual(named.verbs.sort(), ['get', 'list', 'update', 'watch']);
+    assert.deepEqual(cms.find((r) => !r.resourceNames)!.verbs, ['create']);
+    assert.deepEqual(rule('tokenreviews')[0].verbs, ['create']);
+    for (const r of cr.rules) assert.ok(!r.verbs.includes('*') && !r.resources.includes('*') && !r.resources.includes('secrets') && !r.verbs.includes('delete'), JSON.stringify(r));
+
+    // Secrets: in tsmesh-system only; the root read-only, the serving certificate read and renewed.
     const role = find(control, 'Role', 'tsmesh-injector');
-    const secretGet = role.rules.find((r: Obj) => r.resources.includes('secrets') && r.verbs.includes('get'));
-    assert.deepEqual(secretGet.resourceNames, ['tsmesh-injector-tls']);
+    const secretRules = role.rules.filter((r: Obj) => r.resources.includes('secrets'));
+    const server = injectorServerSettingsFromEnv({});
+    assert.deepEqual(
+      secretRules.map((r: Obj) => `${(r.resourceNames ?? ['*any*']).join('+')}: ${r.verbs.join(',')}`).sort(),
+      [`*any*: create`, `${ROOT_SECRET}: get`, `${server.secretName}: get,update`].sort(),
+    );
+    assert.equal(role.rules.length, secretRules.length, 'nothing but Secrets in the namespaced Role');
     for (const b of [find(control, 'ClusterRoleBinding', 'tsmesh-injector'), find(control, 'RoleBinding', 'tsmesh-injector')]) {
       assert.deepEqual(b.subjects, [{ kind: 'ServiceAccount', name: 'tsmesh-injector', namespace: 'tsmesh-system' }]);
     }
+    // Every rule says why it is there.
+    const text = readFileSync(join(DEPLOY, 'injector/rbac.yaml'), 'utf8');
+    const lines = text.split('\n');
+    lines.forEach((l, i) => {
+      if (/^\s+- apiGroups:/.test(l)) assert.match(lines[i - 1]!, /^\s+#/, `rbac.yaml line ${i + 1} has a comment above it`);
+    });
   });
 
-  test('the trust anchor ConfigMap has no data to overwrite; Jaeger takes OTLP on 4317/4318, UI on 16686', () => {
-    const cm = find(control, 'ConfigMap', TRUST_ANCHOR_CONFIGMAP);
-    assert.equal(cm.data, undefined);
+  test('the trust anchor ConfigMap is not shipped (the injector writes it everywhere); Jaeger takes OTLP on 4317/4318, UI on 16686', () => {
+    assert.equal(control.find((o) => o.kind === 'ConfigMap' && o.metadata.name === TRUST_ANCHOR_CONFIGMAP), undefined);
     const svc = find(control, 'Service', 'jaeger');
     assert.deepEqual(svc.spec.ports.map((p: Obj) => p.port).sort((a: number, b: number) => a - b), [4317, 4318, 16686]);
     const d = find(control, 'Deployment', 'jaeger');

@@ -1,5 +1,6 @@
 // The CA's public surface. In a cluster: `startClusterCA` (root from the Secret, trust anchor
-// published, TokenReview) returns the `(req, res) => void` handler to mount at POST /v1/certificate.
+// published, TokenReview) returns the `(req, res) => void` handler to mount at POST /v1/certificate;
+// `startTrustAnchorSync` keeps the trust anchor in every meshed namespace.
 // In-process (local demo, tests): `createCA` + `staticTokenVerifier` + `createCertificateHandler`.
 import { AuthenticationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
@@ -14,6 +15,7 @@ export { createCertificateHandler, CERTIFICATE_PATH, HANDLER_DEFAULTS, type Cert
 export { tokenReviewVerifier, staticTokenVerifier, TOKEN_AUDIENCE, type TokenVerifier, type VerifiedCaller } from './token.ts';
 export { loadOrCreateRoot, publishTrustAnchor, ROOT_SECRET, TRUST_ANCHOR_CONFIGMAP, TRUST_ANCHOR_KEY } from './store.ts';
 export { CAError, caCodes, type CACode } from './errors.ts';
+export { startTrustAnchorSync, INJECT_LABEL_SELECTOR, type TrustAnchorSync, type TrustAnchorSyncOptions } from './trust-anchors.ts';
 
 export interface ClusterCAOptions {
   readonly kubeConfig: KubeConfig;

@@ -56,3 +56,13 @@ test('a pod without a spec does not crash', () => {
   assert.ok(r.injected);
   assert.deepEqual(r.pod.spec!.initContainers!.map((c) => c.name), ['tsmesh-init', 'tsmesh-proxy']);
 });
+
+test('a trust domain other than the default reaches the sidecar as TSMESH_TRUST_DOMAIN; a bad one is refused by name', () => {
+  const pod: PodLike = { metadata: { name: 'p' }, spec: { containers: [{ name: 'a', image: 'x' }] } };
+  const envOf = (r: ReturnType<typeof injectPod>) => (r.pod.spec!.initContainers ?? []).find((c) => c.name === 'tsmesh-proxy')!.env!;
+  assert.equal(envOf(injectPod(pod, enabled, settings)).find((e) => e.name === 'TSMESH_TRUST_DOMAIN'), undefined, 'the default is the sidecar default: not repeated');
+  const custom = injectorSettingsFromEnv({ TSMESH_TRUST_DOMAIN: 'prod.example.org' });
+  assert.equal(custom.trustDomain, 'prod.example.org');
+  assert.deepEqual(envOf(injectPod(pod, enabled, custom)).find((e) => e.name === 'TSMESH_TRUST_DOMAIN'), { name: 'TSMESH_TRUST_DOMAIN', value: 'prod.example.org' });
+  assert.throws(() => injectorSettingsFromEnv({ TSMESH_TRUST_DOMAIN: 'Prod Domain' }), /TSMESH_TRUST_DOMAIN="Prod Domain": must be a trust domain/);
+});

@@ -3,8 +3,8 @@ import type { Command } from './command.ts';
 import { runInjector, INJECTOR_SERVER_ENV, type RouteFactory } from '../../injector/main.ts';
 import { INJECTOR_ENV } from '../../injector/inject/settings.ts';
 
-// Other control-plane components mount their routes here (the CA's POST /v1/certificate,
-// discovery's stream): each is a RouteFactory, (context) => Map<path, handler>.
+// Other control-plane components mount their routes here (discovery's stream): each is a
+// RouteFactory, (context) => Map<path, handler>. The webhook and the CA are built in.
 const components: RouteFactory[] = [];
 
 const command: Command = {
@@ -12,9 +12,14 @@ const command: Command = {
   help: `Usage: tsmesh injector
 
 Runs the tsmesh control plane: HTTPS on port 8443 with the mutating admission webhook
-(POST /inject), GET /healthz and GET /metrics. Its serving certificate is made at start,
-kept in a Secret shared by the replicas and trusted through the caBundle it sets on the
-MutatingWebhookConfiguration; or read from TSMESH_INJECTOR_TLS_DIR (tls.crt, tls.key).
+(POST /inject), the mesh CA (POST /v1/certificate), GET /healthz and GET /metrics.
+One root serves all: the CA's root (Secret tsmesh-ca, made on first start) issues the
+workload certificates and the server's own certificate (Secret tsmesh-injector-tls, shared
+by the replicas, renewed and reloaded), is set as the caBundle of the
+MutatingWebhookConfiguration, and is published as ConfigMap tsmesh-trust-anchor (ca.crt) in
+every namespace labelled tsmesh.io/inject=enabled or injected into. With
+TSMESH_INJECTOR_TLS_DIR (tls.crt, tls.key) the server certificate comes from files instead;
+it must chain to the mesh trust anchors for sidecars to reach the CA (docs/injector.md).
 
 Environment:
   what is injected: ${INJECTOR_ENV.join(', ')}
