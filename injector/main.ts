@@ -131,20 +131,25 @@ export async function runInjector(options: RunInjectorOptions = {}): Promise<Run
 
   // The trust anchor in every namespace where injected pods run.
   const trust = startTrustAnchorSync({ kubeConfig, caPem: anchors, controlPlaneNamespace: settings.controlPlaneNamespace, logger, registry });
-
-  const routes = new Map<string, RouteHandler>([
-    [INJECT_PATH, webhookRoute({ settings, namespaces: options.namespaces ?? kubeNamespaceLookup(kubeConfig), logger, metrics: webhookMetrics(registry), onInjected: (ns) => trust.podInjected(ns) })],
-    [CERTIFICATE_PATH, certificateRoute],
-  ]);
-  for (const factory of options.routes ?? []) {
-    for (const [path, handler] of await factory(context)) {
-      if (routes.has(path)) throw new Error(`two components mount the route ${path}`);
-      routes.set(path, handler);
+  const controlPlane = await listen().catch(async (err: unknown) => {
+    await trust.stop();
+    throw err;
+  });
+  async function listen(): Promise<ControlPlane> {
+    const routes = new Map<string, RouteHandler>([
+      [INJECT_PATH, webhookRoute({ settings, namespaces: options.namespaces ?? kubeNamespaceLookup(kubeConfig), logger, metrics: webhookMetrics(registry), onInjected: (ns) => trust.podInjected(ns) })],
+      [CERTIFICATE_PATH, certificateRoute],
+    ]);
+    for (const factory of options.routes ?? []) {
+      for (const [path, handler] of await factory(context)) {
+        if (routes.has(path)) throw new Error(`two components mount the route ${path}`);
+        routes.set(path, handler);
+      }
     }
+    return startControlPlane({ routes, tls, logger, registry, port: server.port, host: options.host });
   }
-  const controlPlane = await startControlPlane({ routes, tls, logger, registry, port: server.port, host: options.host });
 
-  const stops: (() => void | Promise<void>)[] = [() => trust.stop()];
+  const stops: (() => void | Promise<void>)[] = [trust.stop];
   if (server.tlsDir) {
     const onFiles = (pair: TlsPair): void => {
       checkFiles(pair);

@@ -279,6 +279,27 @@ describe('tsmesh injector with TSMESH_INJECTOR_TLS_DIR', () => {
   });
 });
 
+describe('tsmesh injector refuses to start', () => {
+  test('when a component mounts a built-in route, and stops what it had started', async () => {
+    const kube = await KubeStandin.start();
+    try {
+      await assert.rejects(
+        runInjector({ env: { TSMESH_INJECTOR_PORT: '0' }, kubeConfig: kube.kubeConfig(), logger: quiet, host: '127.0.0.1', routes: [() => new Map([['/v1/certificate', () => {}]])] }),
+        /two components mount the route \/v1\/certificate/,
+      );
+      await eventually('every watch closed', () => kube.watches.length === 0);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(kube.watches.length, 0, 'and none opened after');
+    } finally {
+      await kube.close();
+    }
+  });
+
+  test('with a bad trust domain, named', async () => {
+    await assert.rejects(runInjector({ env: { TSMESH_TRUST_DOMAIN: 'Not A Domain' }, logger: quiet }), /TSMESH_TRUST_DOMAIN="Not A Domain": must be a trust domain/);
+  });
+});
+
 describe('serving certificate from files', () => {
   test('read, checked and re-read when the files change', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsmesh-tls-'));

@@ -164,7 +164,7 @@ export function startTrustAnchorSync(o: TrustAnchorSyncOptions): TrustAnchorSync
       failures++;
       const wait = Math.min(max, initial * 2 ** (failures - 1));
       log.warn({ watch: what, err: (err as Error)?.message ?? String(err), retryInMs: wait }, 'watch failed; starting it again');
-      later(() => void i.start(), wait);
+      later(() => void begin(i), wait);
     });
     const ok = (): void => {
       failures = 0;
@@ -175,9 +175,19 @@ export function startTrustAnchorSync(o: TrustAnchorSyncOptions): TrustAnchorSync
     return i;
   }
 
+  // client-node's informer opens its watch after its list even when stopped meanwhile: stop()
+  // waits for starts in flight, then stops.
+  const starting = new Set<Promise<void>>();
+  function begin(i: ListWatch<V1ConfigMap> | ListWatch<V1Namespace>): Promise<void> {
+    if (stopped) return Promise.resolve();
+    const p = i.start().finally(() => starting.delete(p));
+    starting.add(p);
+    return p;
+  }
+
   // (The control plane's own namespace got its ConfigMap from startClusterCA.)
   // ConfigMaps first: the namespace handler consults their cache to skip needless writes.
-  const started = configMaps.start().then(() => namespaces.start());
+  const started = begin(configMaps).then(() => begin(namespaces));
 
   return {
     podInjected(namespace) {
@@ -189,6 +199,8 @@ export function startTrustAnchorSync(o: TrustAnchorSyncOptions): TrustAnchorSync
       stopped = true;
       for (const t of timers) clearTimeout(t);
       timers.clear();
+      await started.catch(() => {});
+      await Promise.all([...starting].map((p) => p.catch(() => {})));
       await Promise.all([configMaps.stop(), namespaces.stop()]);
     },
   };
