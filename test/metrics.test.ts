@@ -14,7 +14,7 @@ const servers: { close(): void }[] = [];
 after(() => servers.forEach((s) => s.close()));
 
 async function scrape(registry: Registry): Promise<Map<string, Family>> {
-  const admin = createAdmin({ ready: () => ({ ok: true, reasons: [] }), config: () => ({}), metrics: registry, quit() {} });
+  const admin = createAdmin({ ready: () => ({ ok: true, reasons: [] }), config: () => ({}), metrics: registry, spans: () => [], quit() {} });
   await new Promise<void>((resolve) => admin.listen(0, '127.0.0.1', resolve));
   servers.push(admin);
   const res = await fetch(`http://127.0.0.1:${(admin.address() as AddressInfo).port}/metrics`);
