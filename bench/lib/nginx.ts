@@ -4,18 +4,12 @@
 // proxy; keep-alive connection pools to the next hop, as a sidecar keeps them.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
 import type { PodCert } from './certs.ts';
 import { startProcess, waitListening, assertPortFree, type Proc } from './procs.ts';
 import { topology } from './topology.ts';
 
 export const NGINX = '/usr/sbin/nginx';
 export const NGINX_WORKERS = 1;
-
-export function nginxVersion(): string {
-  const out = execFileSync(NGINX, ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || '';
-  return out.trim();
-}
 
 function common(dir: string, body: string): string {
   const user = process.getuid?.() === 0 ? 'user root;\n' : '';

@@ -34,7 +34,7 @@ connections with 1 KB bodies: direct, nginx pair (plain, mTLS), tsmesh pair (pla
 See docs/benchmark.md.
 
 Options:
-  --quick               one short pass (about a minute and a half); not recorded unless --record
+  --quick               one short pass (about a minute); not recorded unless --record
   --passes N            passes over all cases (default 2; --quick: 1)
   --duration S          measured seconds of each fixed-rate run (default 15; --quick: 5)
   --warmup S            unmeasured seconds of load before each fixed-rate run (default 2; --quick: 1)

@@ -1,9 +1,8 @@
 // Processes the benchmark starts: spawn with output to a log file, wait until a server
 // listens, stop a whole process tree, and read CPU time and memory from /proc.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, readFileSync, readdirSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
-import { execFileSync } from 'node:child_process';
 import { BenchError } from './errors.ts';
 
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
