@@ -224,7 +224,8 @@ async function main(argv: string[]): Promise<number> {
     }
     await stopTree(app);
   } catch (err) {
-    if (interrupted && !opts.keepTemp) await rm(work, { recursive: true, force: true });
+    // The run ends without a report: its temp folder holds nothing worth keeping unless asked.
+    if (!opts.keepTemp) await rm(work, { recursive: true, force: true });
     throw err;
   } finally {
     await stopAll();
