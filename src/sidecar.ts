@@ -17,9 +17,11 @@ import { HealthTable } from './breaker/endpoint-health.ts';
 import { RetryBudget } from './retry/budget.ts';
 import { meshDialer } from './upstream/dial.ts';
 import { createIdentityProvider, type IdentityProvider } from './identity/index.ts';
-import { createMeshTls, type MeshTls } from './mtls/index.ts';
+import { createMeshTls, MESH_ALPN, type MeshTls } from './mtls/index.ts';
 import type { InboundTls } from './inbound/inbound.ts';
 import { ConnectionPools } from './upstream/pool.ts';
+import { H2Pools } from './upstream/h2-pool.ts';
+import { GrpcMetrics } from './h2/grpc-metrics.ts';
 import { createForwarder } from './http/forward.ts';
 import { createOutbound } from './outbound/outbound.ts';
 import { createInbound } from './inbound/inbound.ts';
@@ -57,6 +59,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
   const tracker = new Tracker();
   const metrics = new Metrics();
   const meshMetrics = new MeshMetrics(metrics);
+  const grpcMetrics = new GrpcMetrics(metrics);
   const watches: FileWatch[] = [];
 
   // Configuration: the pod's annotations file, live.
@@ -109,7 +112,12 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     onHandshakeError: (err) => meshMetrics.tlsHandshakeError('outbound', err.code),
   });
   const pools = new ConnectionPools(dialer);
-  registry.on('change', (view) => pools.retain(({ ip }) => ip === settings.podIP || view.podByIP(ip) !== undefined));
+  const h2pools = new H2Pools(dialer); // HTTP/2 (gRPC): one multiplexed session per endpoint
+  registry.on('change', (view) => {
+    const keep = ({ ip }: { ip: string }) => ip === settings.podIP || view.podByIP(ip) !== undefined;
+    pools.retain(keep);
+    h2pools.retain(keep);
+  });
   // Observability: the pod's labels name its workload for metrics and traces.
   const labels = await readFile(settings.labelsFile, 'utf8').then(parsePodInfo, () => ({}) as Record<string, string>);
   const self = { name: settings.podName, namespace: settings.podNamespace, labels, workload: workloadName(settings.podName, labels) };
@@ -154,9 +162,10 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     dialer,
     detectTimeoutMs: settings.detectTimeoutMs,
     originalDestination,
-    exchange: { forwarder, pools, balancer, health, budget: budgetFor, onRetry: (destination, reason) => meshMetrics.retry(destination, reason) },
+    exchange: { forwarder, pools, h2: h2pools, balancer, health, budget: budgetFor, onRetry: (destination, reason) => meshMetrics.retry(destination, reason) },
     tracing,
     metrics: meshMetrics,
+    grpcMetrics,
     self,
     mtls: identity !== null,
     tracker,
@@ -169,10 +178,12 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     tls: () => inboundTls,
     tracing,
     metrics: meshMetrics,
+    grpcMetrics,
     registry,
     self,
     config,
     pools,
+    h2: h2pools,
     forwarder,
     tracker,
     log: accessLog,
@@ -183,7 +194,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
 
   identity?.ready.then(
     () => {
-      mesh = createMeshTls(identity, { log });
+      mesh = createMeshTls(identity, { log, alpn: [MESH_ALPN, 'h2'] }); // h2: HTTP/2 between sidecars
       const tlsLog = log.child({ component: 'mtls' });
       const servers = (['strict', 'permissive'] as const).map((mode) => {
         const server = mesh!.inboundServer(mode, (socket, peer) => inbound.handleSecure(socket, peer));
@@ -247,6 +258,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     for (const w of watches) w.close();
     for (const s of [outboundListener, outboundListener6, inboundListener, admin]) if (s.listening) s.close();
     pools.close();
+    h2pools.close();
     forwarder.close();
     identity?.close();
     await tracing.shutdown(0);
@@ -258,9 +270,12 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
   const closeAll = async () => {
     for (const w of watches) w.close();
     for (const s of httpServers) s.closeAllConnections();
+    outbound.h2.closeAll();
+    inbound.h2.closeAll();
     admin.closeAllConnections();
     await Promise.all([close(outboundListener), close(outboundListener6), close(inboundListener), close(admin)]);
     pools.close();
+    h2pools.close();
     forwarder.close();
     health.close();
     mesh?.close();
@@ -277,6 +292,8 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
       inboundListener.close();
       const idle = setInterval(() => httpServers.forEach((s) => s.closeIdleConnections()), 100);
       httpServers.forEach((s) => s.closeIdleConnections());
+      outbound.h2.goaway(); // HTTP/2 clients finish their streams and reconnect elsewhere
+      inbound.h2.goaway();
       const finished = await tracker.drain(settings.drainTimeoutMs);
       clearInterval(idle);
       log.info({ finished, inFlight: tracker.active }, finished ? 'drained' : 'drain deadline reached; closing what is left');

@@ -1,6 +1,9 @@
 // One response classification, shared by retries, circuit breakers and metrics (as
 // linkerd2-proxy's http/classify): what an attempt's outcome was, whether it counts as a
 // failure of the endpoint, and which retry condition (the `retry-on` annotation) it meets.
+// A gRPC call is classified by its `grpc-status` (in a trailers-only response, the status is in
+// the response head), each status meeting the conditions of the HTTP status gRPC maps it to
+// (UNAVAILABLE is a 503: gateway-error, so it is retried by default).
 import type { ProxyError } from '../errors/errors.ts';
 import type { RetryOn } from '../config/annotations.ts';
 
@@ -15,7 +18,11 @@ export interface Classification {
 
 const SUCCESS: Classification = { failure: false, conditions: [], reason: 'success' };
 
-export function classify(status: number | undefined, error: ProxyError | undefined): Classification {
+/**
+ * `grpcStatus`: the gRPC status of a gRPC call's response head (trailers-only), when it has one;
+ * it decides over the HTTP status (200 for a gRPC answer).
+ */
+export function classify(status: number | undefined, error: ProxyError | undefined, grpcStatus?: number): Classification {
   if (error) {
     switch (error.code) {
       case 'CONNECT_FAILURE':
@@ -29,6 +36,7 @@ export function classify(status: number | undefined, error: ProxyError | undefin
         return { failure: true, conditions: [], reason: error.reason };
     }
   }
+  if (grpcStatus !== undefined && (status === undefined || status === 200)) return classifyGrpc(grpcStatus);
   if (status === undefined) return SUCCESS;
   if (status >= 500) {
     const gateway = status === 502 || status === 503 || status === 504;
@@ -36,6 +44,35 @@ export function classify(status: number | undefined, error: ProxyError | undefin
   }
   if (status === 409) return { failure: false, conditions: ['retriable-4xx'], reason: '409' };
   return SUCCESS;
+}
+
+/**
+ * gRPC statuses as the endpoint's health and `retry-on` see them. Server-side failures count
+ * against the endpoint; the caller's own errors (INVALID_ARGUMENT, NOT_FOUND, ...) do not.
+ *   UNAVAILABLE                     failure  5xx, gateway-error   (as a 503)
+ *   INTERNAL, UNKNOWN, DATA_LOSS    failure  5xx                  (as a 500)
+ *   DEADLINE_EXCEEDED               failure  5xx                  (not gateway-error: the
+ *                                   server gave up on its own deadline; retrying rarely helps)
+ *   ABORTED                         -        retriable-4xx        (as a 409: a conflict)
+ *   anything else                   -        -
+ */
+export function classifyGrpc(code: number): Classification {
+  const reason = `grpc-${code}`;
+  switch (code) {
+    case 0:
+      return SUCCESS;
+    case 14:
+      return { failure: true, conditions: ['5xx', 'gateway-error'], reason };
+    case 2:
+    case 4:
+    case 13:
+    case 15:
+      return { failure: true, conditions: ['5xx'], reason };
+    case 10:
+      return { failure: false, conditions: ['retriable-4xx'], reason };
+    default:
+      return { failure: false, conditions: [], reason };
+  }
 }
 
 /** The retry condition of `c` that `retryOn` enables, if any. */

@@ -1,14 +1,17 @@
 // The inbound pipeline (listener 15006): calls to this pod's app. Per connection:
 //   caller       a peer sidecar connects directly: mTLS (strict: required; the peer's SPIFFE
-//                ID from its verified certificate), then the mesh preamble names the app port;
-//                a caller without a sidecar arrives redirected by iptables: its original
-//                destination port is the app port (refused in strict mode)
-//   protocol     opaque (the preamble says so, or an opaque port) is piped as TCP; the rest is
-//                HTTP/1.1 when its first bytes are, else TCP
-//   authorize    the pod's `allow` list: TCP closed / HTTP 403 forbidden
-// and per HTTP request:
+//                ID from its verified certificate), then the mesh preamble names the app port
+//                and the protocol; a caller without a sidecar arrives redirected by iptables:
+//                its original destination port is the app port (refused in strict mode)
+//   protocol     opaque (the preamble says so, or an opaque port) is piped as TCP; HTTP/2 (the
+//                preamble says "h2" and the TLS ALPN agrees, or a redirected connection starts
+//                with the HTTP/2 preface) goes to the HTTP/2 server; the rest is HTTP/1.1 when
+//                its first bytes are, else TCP
+//   authorize    the pod's `allow` list: TCP closed / HTTP 403 forbidden (gRPC: PERMISSION_DENIED)
+// and per HTTP request or HTTP/2 stream:
 //   forward      to the app at the pod's own IP (not 127.0.0.1: an app that listens only on
-//                localhost chose not to be reachable from other pods) and the target port
+//                localhost chose not to be reachable from other pods) and the target port, in
+//                the protocol the caller spoke (HTTP/2 as h2c with prior knowledge)
 //   trace        a SERVER span continuing the caller's CLIENT span, its context sent to the app
 //   observe      x-forwarded-*, x-forwarded-client-cert, metrics, access log
 import { createServer, type IncomingMessage, type Server } from 'node:http';
@@ -20,7 +23,15 @@ import { onClientError } from '../http/client-error.ts';
 import { setForwarded } from '../http/headers.ts';
 import { pipeSockets } from '../tcp/pipe.ts';
 import { logHttp, logTcp } from '../log/access.ts';
-import { targetUrl } from '../outbound/exchange.ts';
+import { targetUrl } from '../http/transport.ts';
+import type { IncomingHttpHeaders as H2Headers } from 'node:http2';
+import { createH2Listener, type H2Listener } from '../h2/server.ts';
+import { ProxiedStream } from '../h2/forward.ts';
+import { forwardStreamOnce } from '../h2/transport.ts';
+import { requestHeaders } from '../h2/headers.ts';
+import { isGrpc } from '../h2/grpc.ts';
+import type { GrpcMetrics } from '../h2/grpc-metrics.ts';
+import type { H2Pools } from '../upstream/h2-pool.ts';
 import { forwardOnce, type Forwarder, type ForwardResult } from '../http/forward.ts';
 import { ProxyError } from '../errors/errors.ts';
 import { sendProxyError } from '../errors/response.ts';
@@ -46,6 +57,8 @@ export interface InboundDeps {
   readonly trustDomain: string;
   readonly config: LiveConfig;
   readonly pools: ConnectionPools;
+  /** HTTP/2 sessions to the app (h2c), for HTTP/2 callers. */
+  readonly h2: H2Pools;
   readonly forwarder: Forwarder;
   readonly tracker: Tracker;
   readonly log: Logger;
@@ -59,20 +72,32 @@ export interface InboundDeps {
   readonly tls: () => InboundTls | undefined;
   readonly tracing: Tracing;
   readonly metrics: MeshMetrics;
+  readonly grpcMetrics: GrpcMetrics;
   /** The registry: who the caller is (by IP), which service this pod serves on a port. */
   readonly registry: Registry;
   /** This pod, as metrics name it, with its labels (to find the services that select it). */
   readonly self: { readonly name: string; readonly workload: string; readonly namespace: string; readonly labels: Readonly<Record<string, string>> };
 }
 
-interface Caller {
+export interface Caller {
   /** The peer's verified SPIFFE ID; null for a plaintext or unauthenticated caller. */
   readonly peer: string | null;
   readonly port: number;
 }
 
+/** What the access log says of a request (an HTTP/1.1 request or an HTTP/2 stream). */
+interface RequestLine {
+  readonly method: string;
+  readonly authority: string;
+  readonly path: string;
+  readonly protocol: string;
+  readonly client: string | undefined;
+}
+
 export interface Inbound {
   readonly server: Server;
+  /** The HTTP/2 side: streams from peer sidecars (and h2c callers without a sidecar, where allowed). */
+  readonly h2: H2Listener<Caller>;
   handleConnection(socket: Socket): void;
   /** A connection that completed the mTLS handshake (from InboundTls's servers). */
   handleSecure(socket: TLSSocket, peer: string | null): void;
@@ -121,18 +146,20 @@ export function createInbound(deps: InboundDeps): Inbound {
     socket.destroy();
   };
 
-  const finish = (req: IncomingMessage, start: number, caller: Caller, span: ServerSpan) => (e: ForwardResult) => {
+  const finish = (line: RequestLine, start: number, caller: Caller, span: ServerSpan, grpc?: () => number | undefined) => (e: ForwardResult) => {
     tracker.end();
     span.end(e);
-    deps.metrics.series(peersOf(req.socket.remoteAddress, caller)).record(e.status, (performance.now() - start) / 1000);
+    const peers = peersOf(line.client, caller);
+    deps.metrics.series(peers).record(e.status, (performance.now() - start) / 1000);
+    if (grpc) deps.grpcMetrics.record(peers, grpc());
     const upstream = `${podIP}:${caller.port}`;
     const peer = caller.peer;
     logHttp(log, {
       direction: 'inbound',
-      method: req.method ?? '',
-      authority: req.headers.host ?? '',
-      path: req.url ?? '',
-      protocol: `HTTP/${req.httpVersion}`,
+      method: line.method,
+      authority: line.authority,
+      path: line.path,
+      protocol: line.protocol,
       status: e.status,
       duration_ms: Math.round((performance.now() - start) * 1000) / 1000,
       upstream,
@@ -140,12 +167,14 @@ export function createInbound(deps: InboundDeps): Inbound {
       upstream_pod: undefined,
       bytes_in: e.bytesIn,
       bytes_out: e.bytesOut,
-      client: req.socket.remoteAddress,
+      client: line.client,
       peer,
       error: e.error?.reason,
+      ...(grpc ? { grpc_status: grpc() } : {}),
       ...(span.sampled ? { trace_id: span.context.traceId, span_id: span.context.spanId } : {}),
     });
   };
+  const lineOf = (req: IncomingMessage): RequestLine => ({ method: req.method ?? '', authority: req.headers.host ?? '', path: req.url ?? '', protocol: `HTTP/${req.httpVersion}`, client: req.socket.remoteAddress });
 
   /** Per request: authorization (live), then the identity headers for the app. */
   const admit = (req: IncomingMessage): { caller: Caller; denied: ProxyError | undefined } => {
@@ -168,11 +197,11 @@ export function createInbound(deps: InboundDeps): Inbound {
     if (denied) {
       log.warn({ code: 'TSMESH_FORBIDDEN', peer: caller.peer, client: req.socket.remoteAddress, reason: denied.message }, 'request refused by the allow-list');
       sendProxyError(res, denied);
-      return finish(req, start, caller, span)({ status: denied.status, error: denied, bytesIn: 0, bytesOut: 0 });
+      return finish(lineOf(req), start, caller, span)({ status: denied.status, error: denied, bytesIn: 0, bytesOut: 0 });
     }
     span.inject(req.headers);
     const dest = { ip: podIP, port: caller.port, meshed: false };
-    forwardOnce(forwarder, req, res, targetUrl(dest), pools.agentFor(dest), finish(req, start, caller, span));
+    forwardOnce(forwarder, req, res, targetUrl(dest), pools.agentFor(dest), finish(lineOf(req), start, caller, span));
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const start = performance.now();
@@ -185,7 +214,7 @@ export function createInbound(deps: InboundDeps): Inbound {
     const span = deps.tracing.server(req, { address: req.socket.remoteAddress, identity: caller.peer ?? undefined });
     span.inject(req.headers);
     const dest = { ip: podIP, port: caller.port, meshed: false };
-    const done = finish(req, start, caller, span);
+    const done = finish(lineOf(req), start, caller, span);
     forwarder.upgrade(req, socket, head, targetUrl(dest), pools.agentFor(dest), (r) => done({ status: r.status, error: r.error, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten }));
   });
   server.on('clientError', onClientError(log, 'inbound'));
@@ -212,6 +241,37 @@ export function createInbound(deps: InboundDeps): Inbound {
     });
   };
 
+  // One HTTP/2 stream (a gRPC call) from a caller: authorization, identity headers, a SERVER
+  // span, then the app over h2c.
+  const h2 = createH2Listener<Caller>((stream, headers, caller) => {
+    const start = performance.now();
+    const grpc = isGrpc(headers);
+    const proxied = new ProxiedStream(stream, grpc);
+    const client = stream.session?.socket?.remoteAddress;
+    const authority = String(headers[':authority'] ?? headers.host ?? '');
+    const line: RequestLine = { method: String(headers[':method'] ?? ''), authority, path: String(headers[':path'] ?? ''), protocol: 'HTTP/2', client };
+    const forward = requestHeaders(headers);
+    const decision = allow.check(caller.peer);
+    delete forward[XFCC_HEADER]; // only this sidecar may say who the caller is
+    const tls = deps.tls();
+    const xfcc = tls ? xfccValue(tls.ownSpiffeId, caller.peer) : undefined;
+    if (xfcc) forward[XFCC_HEADER] = xfcc;
+    const forwarded = forward as H2Headers & IncomingMessage['headers'];
+    setForwarded(forwarded, client, 'http');
+    if (authority) forward['x-forwarded-host'] ??= authority;
+    const span = deps.tracing.server({ method: line.method, url: line.path, headers: { ...forwarded, host: authority }, httpVersion: '2' }, { address: client, port: stream.session?.socket?.remotePort, identity: caller.peer ?? undefined });
+    const grpcStatus = grpc ? () => proxied.grpcStatus : undefined;
+    const done = finish(line, start, caller, span, grpcStatus);
+    tracker.begin();
+    if (!decision.allowed) {
+      const denied = new ProxyError('FORBIDDEN', decision.reason);
+      log.warn({ code: 'TSMESH_FORBIDDEN', peer: caller.peer, client, reason: denied.message }, 'request refused by the allow-list');
+      return done({ status: proxied.fail(denied) ?? 0, error: denied, bytesIn: 0, bytesOut: 0 });
+    }
+    span.inject(forward);
+    forwardStreamOnce(proxied, forward, deps.h2.sessionFor({ ip: podIP, port: caller.port, meshed: false }), done);
+  }, log);
+
   const http = (socket: Socket, caller: Caller) => {
     callers.set(socket, caller);
     server.emit('connection', socket);
@@ -223,12 +283,17 @@ export function createInbound(deps: InboundDeps): Inbound {
     readPreamble(socket, deps.preambleTimeoutMs).then((r) => {
       if (!('port' in r)) return refuse(socket, 'TSMESH_INBOUND_NO_TARGET', 'error' in r ? r.error : 'no mesh preamble and not a redirected connection', peer);
       const caller = { peer, port: r.port };
-      return r.opaque || config.pod['opaque-ports'].includes(r.port) ? opaque(socket, caller) : http(socket, caller);
+      // with mTLS the ALPN said the same as the preamble: HTTP/2 is "h2", the rest "tsmesh/1"
+      const alpn = (socket as TLSSocket).alpnProtocol;
+      if (typeof alpn === 'string' && (alpn === 'h2') !== (r.protocol === 'h2')) return refuse(socket, 'TSMESH_INBOUND_PROTOCOL_MISMATCH', `the preamble says ${r.protocol} but TLS negotiated ALPN "${alpn}"`, peer);
+      if (r.protocol === 'tcp' || config.pod['opaque-ports'].includes(r.port)) return opaque(socket, caller);
+      return r.protocol === 'h2' ? h2.accept(socket, caller) : http(socket, caller);
     }, () => socket.destroy());
   };
 
   return {
     server,
+    h2,
     handleConnection(socket) {
       socket.setNoDelay(true);
       socket.on('error', () => socket.destroy());
@@ -238,7 +303,7 @@ export function createInbound(deps: InboundDeps): Inbound {
         if (mode() === 'strict') return refuse(socket, 'TSMESH_MTLS_REQUIRED', `plaintext to port ${redirected} from a caller without a sidecar (mTLS is strict)`);
         const caller = { peer: null, port: redirected };
         if (config.pod['opaque-ports'].includes(redirected)) return opaque(socket, caller);
-        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => (protocol === 'http1' ? http(socket, caller) : opaque(socket, caller)));
+        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => (protocol === 'http1' ? http(socket, caller) : protocol === 'h2' ? h2.accept(socket, caller) : opaque(socket, caller)));
         return;
       }
       // a peer sidecar: mTLS, or plaintext where the mode allows it

@@ -24,7 +24,7 @@ async function accept(send: (s: Socket) => void, timeoutMs = 200) {
 
 test('reads the port and leaves the following bytes for the next stage', async () => {
   const { result, rest } = await accept((c) => c.write(Buffer.concat([preamble(8080), Buffer.from('GET / HTTP/1.1\r\n')])));
-  assert.deepEqual(result, { port: 8080, opaque: false });
+  assert.deepEqual(result, { port: 8080, protocol: 'http1' });
   assert.equal(rest, 'GET / HTTP/1.1\r\n');
 });
 
@@ -34,14 +34,21 @@ test('a preamble split over several packets', async () => {
     setTimeout(() => c.write('ESH/1 90'), 10);
     setTimeout(() => c.write('00\r\nhello'), 20);
   });
-  assert.deepEqual(result, { port: 9000, opaque: false });
+  assert.deepEqual(result, { port: 9000, protocol: 'http1' });
   assert.equal(rest, 'hello');
 });
 
 test('opaque TCP is marked so the inbound side does not parse it', async () => {
-  const { result, rest } = await accept((c) => c.write(Buffer.concat([preamble(3306, true), Buffer.from([0, 1, 2])])));
-  assert.deepEqual(result, { port: 3306, opaque: true });
+  const { result, rest } = await accept((c) => c.write(Buffer.concat([preamble(3306, 'tcp'), Buffer.from([0, 1, 2])])));
+  assert.deepEqual(result, { port: 3306, protocol: 'tcp' });
   assert.equal(rest, '\u0000\u0001\u0002');
+});
+
+test('HTTP/2 is marked so the inbound side hands it to its HTTP/2 server', async () => {
+  const { result, rest } = await accept((c) => c.write(Buffer.concat([preamble(50051, 'h2'), Buffer.from('PRI * HTTP/2.0\r\n')])));
+  assert.deepEqual(result, { port: 50051, protocol: 'h2' });
+  assert.equal(rest, 'PRI * HTTP/2.0\r\n');
+  assert.deepEqual((await accept((c) => c.write('TSMESH/1 80 h3\r\n'))).result, { error: 'bad preamble: "80 h3"' });
 });
 
 test('no preamble: every byte is put back', async () => {

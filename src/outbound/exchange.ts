@@ -1,31 +1,33 @@
-// One outbound HTTP request through the resilience stack, in linkerd2-proxy's order:
-//   deadline   the whole-request `timeout` (504 timeout; the upstream request is cancelled)
+// One outbound request (an HTTP/1.1 request or an HTTP/2 stream: a gRPC call) through the
+// resilience stack, in linkerd2-proxy's order:
+//   deadline   the whole-request deadline (504 timeout; the upstream request is cancelled), and
+//              for gRPC calls a deadline to the response head (see Deadlines)
 //   retry      above balancing, so a retry goes to another endpoint where one exists; only
 //              replayable requests, `retry-on` conditions, `retry-attempts`, backoff with
 //              full jitter, the destination's retry budget
 //   balance    power of two choices over EWMA latency, skipping open breakers and ejected
 //              endpoints (all open: 503 circuit-open at once)
-//   endpoint   circuit breaker -> per-try timeout -> connection pool -> forward
-// The state of one request lives in this handler; the pipeline stays a list of stages.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
+//   endpoint   circuit breaker -> per-try timeout -> the transport's attempt (pool -> forward)
+// The state of one request lives in this handler; the pipeline stays a list of stages. What
+// differs between HTTP/1.1 and HTTP/2 (how a try is sent, how a response head classifies, how
+// a response or an error reaches the client) is the Transport.
 import { ProxyError } from '../errors/errors.ts';
-import { sendProxyError } from '../errors/response.ts';
 import { classify, retryCondition, type Classification } from '../classify/classify.ts';
-import { prepareRequestHeaders, type Attempt, type Forwarder } from '../http/forward.ts';
-import { IDEMPOTENT, readReplayable, replay, type Body } from '../retry/replay.ts';
 import { backoffMs } from '../retry/backoff.ts';
 import { breakerSettings, type HealthTable } from '../breaker/endpoint-health.ts';
 import type { RetryBudget } from '../retry/budget.ts';
 import type { P2CBalancer } from '../balance/p2c.ts';
 import type { ConnectionPools } from '../upstream/pool.ts';
-import { endpointDestination } from '../upstream/dial.ts';
+import type { H2Pools } from '../upstream/h2-pool.ts';
+import type { Forwarder } from '../http/forward.ts';
 import type { Endpoint } from '../registry/model.ts';
 import type { Policy, RetryOn } from '../config/annotations.ts';
 
 export interface ExchangeDeps {
   readonly forwarder: Forwarder;
   readonly pools: ConnectionPools;
+  /** HTTP/2 sessions to endpoints (gRPC and other HTTP/2 streams). */
+  readonly h2: H2Pools;
   readonly balancer: P2CBalancer;
   readonly health: HealthTable;
   readonly budget: (destination: string, ratio: number) => RetryBudget;
@@ -47,6 +49,60 @@ export interface AttemptObserver {
   };
 }
 
+export interface AttemptHandlers<R> {
+  /** The upstream's response head arrived; its body is not consumed yet. */
+  onResponse(response: R): void;
+  /** The attempt failed before a response head (connect failure, reset). */
+  onError(err: ProxyError): void;
+}
+
+export interface Attempt {
+  /** Abandons the attempt: the upstream request is cancelled (its socket closed, its stream reset). */
+  cancel(): void;
+}
+
+/**
+ * One client request as the exchange drives it, over HTTP/1.1 (src/http/transport.ts) or
+ * HTTP/2 (src/h2/transport.ts). `R` is the upstream's response head.
+ */
+export interface Transport<R> {
+  /** Gets the request ready for its first try (e.g. reads a body to replay); rejects with a ProxyError. */
+  prepare(): Promise<void> | void;
+  /** Whether the request could be sent again now (its body so far is held for replay). */
+  readonly replayable: boolean;
+  /** Sends try number `n` (1 for the first) to `endpoint`. */
+  attempt(endpoint: Endpoint, n: number, handlers: AttemptHandlers<R>): Attempt;
+  /** The shared classification of a response head. */
+  classify(response: R): Classification;
+  /** The response head's status (for spans, metrics and logs). */
+  status(response: R): number;
+  /** Drops a response that is not used (a retry follows); its connection stays usable where it can. */
+  discard(response: R): void;
+  /** Streams the response to the client; `done` runs once when it ends or is cut. */
+  respond(response: R, done: (result: { bytes: number; cut: boolean }) => void): void;
+  /**
+   * Sends the proxy's error to the client, or, once a response has started, ends or cuts it.
+   * Returns the status the client saw; undefined when the response was already under way.
+   */
+  fail(err: ProxyError): number | undefined;
+  /** The client has a response head. */
+  readonly responded: boolean;
+  /** Runs `listener` once if the client goes away before its response is complete. */
+  onClientGone(listener: () => void): void;
+  /** Request body bytes sent upstream by the last try. */
+  readonly bytesIn: number;
+}
+
+/**
+ * The exchange's deadlines. HTTP requests: `totalMs` is the `timeout` policy, to the end of the
+ * response. gRPC calls: `headMs` is the `timeout` policy, to the response head only (a stream
+ * lives as long as the app keeps it open), and `totalMs` the call's own `grpc-timeout`.
+ */
+export interface Deadlines {
+  readonly totalMs: number | null;
+  readonly headMs: number | null;
+}
+
 export interface ExchangeResult {
   status: number;
   error: ProxyError | undefined;
@@ -58,9 +114,10 @@ export interface ExchangeResult {
   upstreamMs: number | undefined;
 }
 
-export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: ServerResponse, dest: Destination, observer: AttemptObserver | undefined, done: (r: ExchangeResult) => void): void {
+export function runExchange<R>(deps: ExchangeDeps, transport: Transport<R>, dest: Destination, observer: AttemptObserver | undefined, done: (r: ExchangeResult) => void, deadlines?: Deadlines): void {
   const start = performance.now();
   const { policy } = dest;
+  const { totalMs, headMs } = deadlines ?? { totalMs: policy.timeout, headMs: null };
   const result: ExchangeResult = { status: 0, error: undefined, endpoint: undefined, attempts: 0, bytesIn: 0, bytesOut: 0, upstreamMs: undefined };
   const budget = deps.budget(dest.name, policy['retry-budget']);
   budget.request();
@@ -69,41 +126,48 @@ export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: Serve
   let perTry: NodeJS.Timeout | undefined;
   let finished = false;
   const tried = new Set<string>();
-  let body: Body;
 
   const finish = () => {
     if (finished) return;
     finished = true;
     clearTimeout(deadline);
+    clearTimeout(headDeadline);
     clearTimeout(perTry);
+    result.bytesIn = transport.bytesIn;
     done(result);
   };
 
   const fail = (err: ProxyError) => {
     if (finished) return;
     result.error = err;
-    result.status = res.headersSent ? result.status : err.status;
-    sendProxyError(res, err);
+    result.status = transport.fail(err) ?? result.status;
     finish();
   };
 
   // The whole-request deadline: before the response head, 504; after it, the response is cut.
-  const deadline = setTimeout(() => {
-    current?.cancel();
-    fail(new ProxyError('TIMEOUT', `no complete response within ${policy.timeout} ms`));
-  }, policy.timeout);
+  const deadline =
+    totalMs === null
+      ? undefined
+      : setTimeout(() => {
+          current?.cancel();
+          fail(new ProxyError('TIMEOUT', `no complete response within ${totalMs} ms`));
+        }, totalMs);
+  // The deadline of the response head (gRPC calls): cleared once the client has a response head.
+  let headDeadline =
+    headMs === null
+      ? undefined
+      : setTimeout(() => {
+          current?.cancel();
+          fail(new ProxyError('TIMEOUT', `no response within ${headMs} ms`));
+        }, headMs);
 
   // The client went away: cancel the upstream request, stop retrying.
-  res.once('close', () => {
-    if (res.writableFinished || finished) return;
+  transport.onClientGone(() => {
+    if (finished) return;
     current?.cancel();
-    if (!res.headersSent) result.status = 499;
+    if (!transport.responded) result.status = 499;
     finish();
   });
-
-  const wantsRetry = req.headers['x-tsmesh-retry'] === 'true';
-  delete req.headers['x-tsmesh-retry'];
-  prepareRequestHeaders(req);
 
   const next = (): void => {
     if (finished) return;
@@ -126,18 +190,17 @@ export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: Serve
     const lease = deps.balancer.start(endpoint);
     const span = observer?.attempt(n, { ip: endpoint.ip, port: endpoint.port, pod: endpoint.pod.name });
     const t0 = performance.now();
-    req.headers['x-tsmesh-attempt'] = String(n);
 
     let over = false;
-    const outcome = (c: Classification, proxyRes: IncomingMessage | undefined, err: ProxyError | undefined) => {
+    const outcome = (c: Classification, response: R | undefined, err: ProxyError | undefined) => {
       if (over) return;
       over = true;
       clearTimeout(perTry);
       settle(!c.failure);
-      lease.done(proxyRes ? performance.now() - t0 : undefined);
+      lease.done(response !== undefined ? performance.now() - t0 : undefined);
       if (err?.code === 'CONNECT_FAILURE') health.connectFailed();
-      const retried = decide(c, proxyRes, err);
-      span?.end({ status: proxyRes?.statusCode ?? err?.status ?? 0, error: err, outcome: retried ? 'retry' : c.failure ? 'failure' : 'success' });
+      const retried = decide(c, response, err);
+      span?.end({ status: response !== undefined ? transport.status(response) : (err?.status ?? 0), error: err, outcome: retried ? 'retry' : c.failure ? 'failure' : 'success' });
     };
 
     if (policy['per-try-timeout'] !== null) {
@@ -148,44 +211,35 @@ export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: Serve
       }, policy['per-try-timeout']);
     }
 
-    const agent = deps.pools.agentFor(endpointDestination(endpoint));
-    let stream: Readable;
-    if (body.replayable) {
-      stream = replay(body.bytes);
-      result.bytesIn = body.bytes.length;
-    } else {
-      stream = body.stream;
-      // counted from here: a 'data' listener added earlier would start the flow before the pipe
-      result.bytesIn = body.bytes;
-      stream.on('data', (chunk: Buffer) => (result.bytesIn += chunk.length));
-    }
-    current = deps.forwarder.attempt(req, res, targetUrl(endpoint), agent, stream, {
-      onResponse: (proxyRes) => outcome(classify(proxyRes.statusCode, undefined), proxyRes, undefined),
+    current = transport.attempt(endpoint, n, {
+      onResponse: (response) => outcome(transport.classify(response), response, undefined),
       onError: (err) => outcome(classify(undefined, err), undefined, err),
     });
   };
 
   /** Retries (returns true), or sends this outcome to the client. */
-  const decide = (c: Classification, proxyRes: IncomingMessage | undefined, err: ProxyError | undefined): boolean => {
+  const decide = (c: Classification, response: R | undefined, err: ProxyError | undefined): boolean => {
     if (finished) {
-      proxyRes?.destroy();
+      if (response !== undefined) transport.discard(response);
       return false;
     }
     const condition = retryCondition(c, policy['retry-on']);
-    const mayRetry = condition !== undefined && body.replayable && result.attempts <= policy['retry-attempts'] && !res.headersSent;
+    const mayRetry = condition !== undefined && transport.replayable && result.attempts <= policy['retry-attempts'] && !transport.responded;
     if (mayRetry && budget.tryRetry()) {
       deps.onRetry?.(dest.name, err?.code === 'TIMEOUT' ? 'timeout' : condition);
-      proxyRes?.resume(); // discard this answer; the connection goes back to the pool
+      if (response !== undefined) transport.discard(response); // the connection goes back to the pool
       setTimeout(next, backoffMs(result.attempts));
       return true;
     }
-    if (!proxyRes) {
+    if (response === undefined) {
       fail(err ?? new ProxyError('UPSTREAM_RESET', 'no response'));
       return false;
     }
-    result.status = proxyRes.statusCode ?? 0;
+    result.status = transport.status(response);
     result.upstreamMs = performance.now() - start;
-    deps.forwarder.respond(res, proxyRes, ({ bytes, cut }) => {
+    clearTimeout(headDeadline);
+    headDeadline = undefined;
+    transport.respond(response, ({ bytes, cut }) => {
       result.bytesOut = bytes;
       if (cut && !result.error && !finished) result.error = new ProxyError('UPSTREAM_RESET', 'the response was cut');
       finish();
@@ -193,21 +247,12 @@ export function runExchange(deps: ExchangeDeps, req: IncomingMessage, res: Serve
     return false;
   };
 
-  const idempotent = IDEMPOTENT.has(req.method ?? '') || wantsRetry;
-  if (!idempotent) {
-    body = { replayable: false, stream: req, bytes: 0 };
-    next();
-    return;
+  let prepared: Promise<void> | void;
+  try {
+    prepared = transport.prepare();
+  } catch (err) {
+    return fail(err as ProxyError);
   }
-  readReplayable(req).then(
-    (b) => {
-      body = b;
-      next();
-    },
-    () => fail(new ProxyError('BAD_REQUEST', 'the client closed the request body early')),
-  );
-}
-
-export function targetUrl(ep: { ip: string; port: number }): string {
-  return ep.ip.includes(':') ? `http://[${ep.ip}]:${ep.port}` : `http://${ep.ip}:${ep.port}`;
+  if (prepared) prepared.then(next, (err: ProxyError) => fail(err));
+  else next();
 }

@@ -3,15 +3,18 @@
 //   destination  the original destination (iptables REDIRECT): a ClusterIP:port is a service
 //                port, a pod IP a pod, anything else passes through unchanged as TCP; a
 //                connection sent here on purpose (HTTP_PROXY, explicit mode) has none
-//   protocol     opaque ports are TCP; else the first bytes decide (HTTP/1.x, or TCP)
-// Per HTTP request:
-//   route       the connection's destination, or (explicit mode) the authority: Host, or the
-//               absolute-form URL of an HTTP_PROXY client (unknown: 503 no-healthy-endpoints)
+//   protocol     opaque ports are TCP; else the first bytes decide: HTTP/1.x, the HTTP/2
+//                preface (h2c with prior knowledge: gRPC), or TCP
+// Per HTTP/1.1 request, and per HTTP/2 stream (each gRPC call on its own):
+//   route       the connection's destination, or (explicit mode) the authority: Host /
+//               :authority, or the absolute-form URL of an HTTP_PROXY client (unknown: 503
+//               no-healthy-endpoints)
 //   policy      defaults <- this pod's annotations <- the destination Service's annotations
 //   trace       a CLIENT span (continuing the app's trace), its context sent upstream
-//   exchange    deadline -> retries -> balancing -> breaker -> pool -> forward (./exchange.ts),
-//               a child span per attempt
-//   observe     metrics, access log (with the trace and span ids)
+//   exchange    deadline -> retries -> balancing -> breaker -> transport (./exchange.ts): a
+//               pooled HTTP/1.1 connection, or a stream on the endpoint's shared HTTP/2
+//               session; a child span per attempt
+//   observe     metrics (and gRPC statuses), access log (with the trace and span ids)
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { detectProtocol } from '../detect/detect.ts';
@@ -26,7 +29,17 @@ import { ProxyError } from '../errors/errors.ts';
 import { sendProxyError } from '../errors/response.ts';
 import { onClientError } from '../http/client-error.ts';
 import { logHttp } from '../log/access.ts';
-import { runExchange, targetUrl, type ExchangeDeps, type ExchangeResult, type Destination as ExchangeDestination } from './exchange.ts';
+import { runExchange, type ExchangeDeps, type ExchangeResult, type Destination as ExchangeDestination, type Deadlines } from './exchange.ts';
+import { http1Transport, targetUrl } from '../http/transport.ts';
+import type { IncomingHttpHeaders } from 'node:http2';
+import { createH2Listener, type H2Listener } from '../h2/server.ts';
+import { ProxiedStream } from '../h2/forward.ts';
+import { h2Transport } from '../h2/transport.ts';
+import { requestHeaders } from '../h2/headers.ts';
+import { grpcStatusLabel, isGrpc, parseGrpcTimeout } from '../h2/grpc.ts';
+import { classifyGrpc } from '../classify/classify.ts';
+import type { GrpcMetrics } from '../h2/grpc-metrics.ts';
+import { IDEMPOTENT } from '../retry/replay.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { ServiceTarget } from '../registry/view.ts';
 import type { Endpoint } from '../registry/model.ts';
@@ -50,6 +63,7 @@ export interface OutboundDeps {
   readonly log: Logger;
   readonly tracing: Tracing;
   readonly metrics: MeshMetrics;
+  readonly grpcMetrics: GrpcMetrics;
   /** This pod, as metrics name it. */
   readonly self: { readonly workload: string; readonly namespace: string };
   /** The mesh hop to meshed endpoints is mTLS. */
@@ -63,13 +77,30 @@ interface Routed {
   endpoint: Endpoint | undefined;
 }
 
+/** What the access log and metrics say of a request (an HTTP/1.1 request or an HTTP/2 stream). */
+interface RequestLine {
+  readonly method: string;
+  readonly authority: string;
+  readonly path: string;
+  readonly protocol: string;
+  readonly client: string | undefined;
+}
+
+export interface Outbound {
+  /** The HTTP/1.1 server (connections are handed to it; it listens nowhere). */
+  readonly server: Server;
+  /** The HTTP/2 side (h2c prior knowledge from the app). */
+  readonly h2: H2Listener<ConnectionTarget | undefined>;
+  handleConnection(socket: Socket): void;
+}
+
 /** Where a redirected connection was going, as the registry knows it. */
 type ConnectionTarget =
   | { kind: 'service'; target: ServiceTarget }
   | { kind: 'pod'; endpoint: Endpoint }
   | { kind: 'passthrough'; address: string; port: number };
 
-export function createOutbound(deps: OutboundDeps): { server: Server; handleConnection(socket: Socket): void } {
+export function createOutbound(deps: OutboundDeps): Outbound {
   const { registry, tracker, log, config } = deps;
   const { forwarder, pools, balancer } = deps.exchange;
   const connections = new WeakMap<Socket, ConnectionTarget>();
@@ -80,9 +111,8 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
     return endpoint;
   };
 
-  const route = (req: IncomingMessage): Routed => {
-    const authority = authorityOf(req) ?? '';
-    const conn = connections.get(req.socket);
+  const route = (req: IncomingMessage): Routed => routeTo(authorityOf(req) ?? '', connections.get(req.socket));
+  const routeTo = (authority: string, conn: ConnectionTarget | undefined): Routed => {
     if (conn?.kind === 'pod') return { authority, target: undefined, endpoint: conn.endpoint };
     const target = conn?.kind === 'service' ? conn.target : registry.view.byAuthority(authority, deps.namespace);
     if (!target) throw new ProxyError('NO_HEALTHY_ENDPOINTS', `no service in the registry for authority "${authority}"`);
@@ -130,7 +160,7 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
     }
     tracker.begin();
     deps.metrics.series({ ...peersOf(service, undefined), destinationWorkload: destPod ? workloadName(destPod.name, destPod.labels) : undefined, destinationNamespace: destPod?.namespace, mtls: deps.mtls && to.meshed }).connection();
-    const upstream = deps.dialer.dial(to, true);
+    const upstream = deps.dialer.dial(to, 'tcp');
     pipeSockets(client, upstream, (o) => {
       tracker.end();
       logTcp(log, {
@@ -156,18 +186,23 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
     mtls: deps.mtls && ep?.pod.meshed === true,
   });
 
-  const finish = (req: IncomingMessage, start: number, routed: Partial<Routed>, authority: string, span: ClientSpan) => (e: ExchangeResult) => {
+  const lineOf = (req: IncomingMessage, authority: string): RequestLine => ({ method: req.method ?? '', authority, path: pathOf(req), protocol: `HTTP/${req.httpVersion}`, client: req.socket.remoteAddress });
+
+  const finish = (line: RequestLine, start: number, routed: Partial<Routed>, span: ClientSpan, grpc?: () => number | undefined) => (e: ExchangeResult) => {
     tracker.end();
     const service = routed.target ? `${routed.target.service.name}.${routed.target.service.namespace}` : undefined;
     const seconds = (performance.now() - start) / 1000;
-    span.end(e);
-    deps.metrics.series(peersOf(service, e.endpoint)).record(e.status, seconds);
+    const grpcStatus = grpc?.();
+    span.end(grpcOutcome(e, grpcStatus));
+    const peers = peersOf(service, e.endpoint);
+    deps.metrics.series(peers).record(e.status, seconds);
+    if (grpc) deps.grpcMetrics.record(peers, grpcStatus);
     logHttp(log, {
       direction: 'outbound',
-      method: req.method ?? '',
-      authority,
-      path: pathOf(req),
-      protocol: `HTTP/${req.httpVersion}`,
+      method: line.method,
+      authority: line.authority,
+      path: line.path,
+      protocol: line.protocol,
       status: e.status,
       duration_ms: round(performance.now() - start),
       upstream: e.endpoint?.key,
@@ -175,10 +210,11 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
       upstream_pod: e.endpoint?.pod.name,
       bytes_in: e.bytesIn,
       bytes_out: e.bytesOut,
-      client: req.socket.remoteAddress,
+      client: line.client,
       error: e.error?.reason,
       attempts: e.attempts,
       upstream_ms: e.upstreamMs === undefined ? undefined : round(e.upstreamMs),
+      ...(grpc ? { grpc_status: grpcStatus } : {}),
       ...(span.sampled ? { trace_id: span.context.traceId, span_id: span.context.spanId } : {}),
     });
   };
@@ -186,8 +222,50 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
   const fail = (req: IncomingMessage, res: ServerResponse, start: number, err: ProxyError, span: ClientSpan) => {
     tracker.begin();
     sendProxyError(res, err);
-    finish(req, start, {}, authorityOf(req) ?? '', span)({ status: err.status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
+    finish(lineOf(req, authorityOf(req) ?? ''), start, {}, span)({ status: err.status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
   };
+
+  // One HTTP/2 stream (a gRPC call): the same pipeline as an HTTP/1.1 request.
+  const h2 = createH2Listener<ConnectionTarget | undefined>((stream, headers, conn) => {
+    const start = performance.now();
+    const authority = String(headers[':authority'] ?? headers.host ?? '');
+    const path = String(headers[':path'] ?? '/');
+    const method = String(headers[':method'] ?? '');
+    const grpc = isGrpc(headers);
+    const proxied = new ProxiedStream(stream, grpc);
+    const line: RequestLine = { method, authority, path, protocol: 'HTTP/2', client: stream.session?.socket?.remoteAddress };
+    const forward = requestHeaders(headers);
+    const span = deps.tracing.client({ method, url: `http://${authority}${path}`, headers: forward as IncomingHttpHeaders, httpVersion: '2' });
+    const grpcStatus = grpc ? () => proxied.grpcStatus : undefined;
+    tracker.begin();
+    const refuse = (err: ProxyError) => {
+      const status = proxied.fail(err) ?? 0;
+      finish(line, start, {}, span, grpcStatus)({ status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
+    };
+    let routed: Routed;
+    try {
+      routed = routeTo(authority, conn);
+    } catch (err) {
+      return refuse(err as ProxyError);
+    }
+    const timeout = grpc ? parseGrpcTimeout(headers['grpc-timeout']) : undefined;
+    if (timeout instanceof Error) return refuse(new ProxyError('BAD_REQUEST', timeout.message));
+    const dest = destination(routed);
+    span.setDestination(dest.name);
+    span.inject(forward);
+    const wantsRetry = forward['x-tsmesh-retry'] === 'true';
+    delete forward['x-tsmesh-retry'];
+    // gRPC: `timeout` bounds the wait for the response head; the call itself lives as long as
+    // the app keeps it, up to its own grpc-timeout (docs/http2-grpc.md)
+    const deadlines: Deadlines = grpc ? { headMs: dest.policy.timeout, totalMs: timeout ?? null } : { totalMs: dest.policy.timeout, headMs: null };
+    const transport = h2Transport(proxied, {
+      headers: forward,
+      retryable: grpc || wantsRetry || IDEMPOTENT.has(method),
+      deadlineAt: timeout === undefined ? undefined : start + timeout,
+      session: (ep) => deps.exchange.h2.sessionFor(endpointDestination(ep)),
+    });
+    runExchange(deps.exchange, transport, dest, span, finish(line, start, routed, span, grpcStatus), deadlines);
+  }, log);
 
   const server = createServer({ keepAliveTimeout: 60_000, headersTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
     const start = performance.now();
@@ -203,7 +281,7 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
     span.inject(req.headers);
     tracker.begin();
     if (tracker.draining) res.setHeader('connection', 'close');
-    runExchange(deps.exchange, req, res, dest, span, finish(req, start, routed, routed.authority, span));
+    runExchange(deps.exchange, http1Transport(req, res, forwarder, pools), dest, span, finish(lineOf(req, routed.authority), start, routed, span));
   });
 
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
@@ -228,32 +306,46 @@ export function createOutbound(deps: OutboundDeps): { server: Server; handleConn
     req.headers['x-tsmesh-attempt'] = '1';
     const span = deps.tracing.client(req);
     span.inject(req.headers);
-    const done = finish(req, start, routed, routed.authority, span);
+    const done = finish(lineOf(req, routed.authority), start, routed, span);
     forwarder.upgrade(req, socket, head, targetUrl(endpoint), pools.agentFor(endpointDestination(endpoint)), (r) =>
       done({ status: r.status, error: r.error, endpoint, attempts: 1, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, upstreamMs: undefined }),
     );
   });
   server.on('clientError', onClientError(log, 'outbound'));
 
+  const http1 = (socket: Socket, dest: ConnectionTarget | undefined) => {
+    if (dest) connections.set(socket, dest);
+    server.emit('connection', socket);
+    socket.resume();
+  };
+
   return {
     server,
+    h2,
     handleConnection(socket) {
       socket.on('error', () => socket.destroy());
       const orig = deps.originalDestination(socket);
       if (!orig) {
-        server.emit('connection', socket); // explicit mode: the request names the service
+        // explicit mode: each request names the service (Host, :authority, absolute-form URL)
+        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => (protocol === 'h2' ? h2.accept(socket, undefined) : http1(socket, undefined)));
         return;
       }
       const dest = destinationOf(orig);
       if (dest.kind === 'passthrough' || isOpaque(dest, orig.port)) return tcp(socket, dest);
       void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => {
-        if (protocol !== 'http1') return tcp(socket, dest);
-        connections.set(socket, dest);
-        server.emit('connection', socket);
-        socket.resume();
+        if (protocol === 'http1') return http1(socket, dest);
+        if (protocol === 'h2') return h2.accept(socket, dest);
+        return tcp(socket, dest);
       });
     },
   };
+}
+
+/** The span's outcome: a gRPC call that failed on the server side is an error with its status name. */
+function grpcOutcome(e: ExchangeResult, grpcStatus: number | undefined): { status: number; error?: { reason: string; message: string } | undefined } {
+  if (e.error || grpcStatus === undefined || grpcStatus === 0) return e;
+  const c = classifyGrpc(grpcStatus);
+  return c.failure ? { status: e.status, error: { reason: grpcStatusLabel(grpcStatus), message: `grpc-status ${grpcStatus}` } } : e;
 }
 
 function authorityOf(req: IncomingMessage): string | undefined {

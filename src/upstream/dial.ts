@@ -1,9 +1,11 @@
 // How the sidecar reaches an endpoint: a meshed pod through its sidecar's inbound port, with
-// mTLS that checks the pod's SPIFFE ID when the mesh has identities, and the mesh preamble
-// (src/mesh/preamble.ts) naming the app port; anything else directly at ip:port.
+// mTLS that checks the pod's SPIFFE ID when the mesh has identities (ALPN "h2" for an HTTP/2
+// connection, "tsmesh/1" for the rest), and the mesh preamble (src/mesh/preamble.ts) naming
+// the app port and the protocol; anything else directly at ip:port.
 import { connect, Socket } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { preamble } from '../mesh/preamble.ts';
+import { preamble, type MeshProtocol } from '../mesh/preamble.ts';
+import { MESH_ALPN } from '../mtls/index.ts';
 import type { MeshTls } from '../mtls/index.ts';
 import { spiffeIdOf } from '../identity/spiffe.ts';
 
@@ -22,8 +24,14 @@ export function endpointDestination(ep: { ip: string; port: number; pod: { meshe
 }
 
 export interface Dialer {
-  /** `opaque`: the bytes are not HTTP (the peer sidecar pipes them as TCP). */
-  dial(dest: Destination, opaque?: boolean): Socket;
+  /**
+   * `protocol`: what the connection carries (default HTTP/1.1); "tcp": the bytes are not HTTP
+   * (the peer sidecar pipes them as TCP); "h2": HTTP/2 (prior knowledge to an unmeshed endpoint).
+   * `ready` runs once the connection is up and the preamble written (not on failure: the
+   * socket's 'error' says that), e.g. to hand the socket over to node:http2, whose session
+   * must not start while a write of ours is still in flight on a TLS socket.
+   */
+  dial(dest: Destination, protocol?: MeshProtocol, ready?: () => void): Socket;
 }
 
 export class MeshNotReadyError extends Error {
@@ -47,8 +55,12 @@ export function meshDialer(options: {
 }): Dialer {
   const local = options.localAddress ? { localAddress: options.localAddress } : {};
   return {
-    dial(dest, opaque = false) {
-      if (!dest.meshed) return connect({ host: dest.ip, port: dest.port, noDelay: true, ...local });
+    dial(dest, protocol = 'http1', ready) {
+      if (!dest.meshed) {
+        const plain = connect({ host: dest.ip, port: dest.port, noDelay: true, ...local });
+        if (ready) plain.once('connect', ready);
+        return plain;
+      }
       let socket: Socket;
       if (!options.mtls) socket = connect({ host: dest.ip, port: options.inboundPort, noDelay: true, ...local });
       else {
@@ -61,7 +73,8 @@ export function meshDialer(options: {
         }
         const spiffeId = spiffeIdOf({ trustDomain: options.trustDomain, ...dest.identity });
         // tls.connect passes localAddress on to the TCP connection
-        const tls = mesh.connect({ host: dest.ip, port: options.inboundPort, spiffeId }, local as ConnectionOptions);
+        const alpn: ConnectionOptions = { ALPNProtocols: [protocol === 'h2' ? 'h2' : MESH_ALPN] };
+        const tls = mesh.connect({ host: dest.ip, port: options.inboundPort, spiffeId }, { ...alpn, ...(local as ConnectionOptions) });
         tls.setNoDelay(true);
         let secure = false;
         tls.once('secureConnect', () => (secure = true));
@@ -70,7 +83,7 @@ export function meshDialer(options: {
         });
         socket = tls;
       }
-      socket.write(preamble(dest.port, opaque));
+      socket.write(preamble(dest.port, protocol), ready && ((err) => !err && ready()));
       return socket;
     },
   };
