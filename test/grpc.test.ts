@@ -351,3 +351,123 @@ test('h2c with prior knowledge from curl, explicit mode: routed by :authority, t
   assert.match(out.stdout, /x-app-saw-attempt: 1/);
   assert.match(out.stdout, /\n2 200$/, 'HTTP/2 all the way from curl');
 });
+
+// ---- one client channel, a service with three pods ----
+
+interface Seen {
+  pod: string;
+  method: string;
+  attempt: number;
+}
+
+/** A pod's app: answers with its name; while `state.failing`, pod-0 says UNAVAILABLE (streams after their messages). */
+function podImpl(pod: string, seen: Seen[], state: { failing: boolean }): grpc.UntypedServiceImplementation {
+  const note = (method: string, md: grpc.Metadata) => seen.push({ pod, method, attempt: Number(md.get('x-tsmesh-attempt')[0]) });
+  const unavailable = () => state.failing && pod === 'pod-0';
+  return {
+    unary(call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) {
+      note('unary', call.metadata);
+      if (unavailable()) return cb({ code: grpc.status.UNAVAILABLE, details: `${pod} is draining` });
+      cb(null, { n: call.request.n, pod });
+    },
+    serverStream(call: grpc.ServerWritableStream<Msg, Msg>) {
+      note('serverStream', call.metadata);
+      for (let i = 0; i < call.request.n; i++) call.write({ n: i, pod });
+      if (unavailable()) return void call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'gone mid-stream' });
+      call.end();
+    },
+    clientStream(call: grpc.ServerReadableStream<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) {
+      note('clientStream', call.metadata);
+      let count = 0;
+      call.on('data', () => count++);
+      call.on('end', () => (unavailable() ? cb({ code: grpc.status.UNAVAILABLE, details: 'no' }) : cb(null, { n: count, pod })));
+    },
+    bidi(call: grpc.ServerDuplexStream<Msg, Msg>) {
+      call.on('data', (m: Msg) => call.write(m));
+      call.on('end', () => call.end());
+    },
+  };
+}
+
+test('three pods behind one service: calls on ONE client channel spread over all three; UNAVAILABLE is retried on another pod, streams that started are not', async (t) => {
+  const d = await tempDir();
+  const seen: Seen[] = [];
+  const state = { failing: false };
+  const pods: PodDef[] = [0, 1, 2].map((i) => ({ name: `pod-${i}`, ip: loopbackIP(), labels: { app: 'echo3', ...(i === 0 ? { flaky: 'yes' } : {}) }, meshed: true, serviceAccount: `pod-${i}` }));
+  const caller: PodDef = { name: 'caller', ip: loopbackIP(), labels: { app: 'caller' }, meshed: true, serviceAccount: 'caller' };
+  const servers = await Promise.all(pods.map((p) => grpcServer(p.ip, 8080, podImpl(p.name, seen, state))));
+  const registryFile = join(d.path, 'registry.yaml');
+  const noBreaker = { 'tsmesh.io/breaker-volume-threshold': '1000' }; // keep pod-0 in the rotation while it fails
+  await writeRegistry(registryFile, {
+    services: [
+      { name: 'echo3', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'echo3' }, annotations: noBreaker },
+      { name: 'flaky', ports: [{ port: 80, targetPort: 8080 }], selector: { flaky: 'yes' }, annotations: noBreaker },
+    ],
+    pods: [...pods, caller],
+  });
+  const cert = async (p: PodDef) => ({ TSMESH_TLS_DIR: await writeWorkloadIdentity(ca, join(d.path, `${p.name}-tls`), { namespace: 'default', serviceAccount: p.serviceAccount! }) });
+  const sidecars = await Promise.all([...pods, caller].map(async (p) => testSidecar({ pod: p, registryFile, dir: d.path, env: await cert(p) })));
+  const callerSidecar = sidecars[3]!;
+  const channel = grpcClient(callerSidecar, 'echo3');
+  t.after(async () => {
+    channel.close();
+    await Promise.all(sidecars.map((s) => s.close()));
+    for (const s of servers) s.forceShutdown();
+    await d.remove();
+  });
+
+  // 300 unary calls, 10 at a time, on one channel (one HTTP/2 connection to the sidecar)
+  for (let i = 0; i < 300; i += 10) {
+    const batch = await Promise.all(Array.from({ length: 10 }, (_, j) => unary(channel, { n: i + j })));
+    for (const r of batch) assert.equal(r.err, undefined, r.err?.message);
+  }
+  const per = (pod: string) => seen.filter((s) => s.pod === pod && s.method === 'unary').length;
+  const counts = pods.map((p) => per(p.name));
+  assert.equal(counts.reduce((x, y) => x + y, 0), 300);
+  for (const [i, n] of counts.entries()) assert.ok(n >= 60, `pod-${i} got ${n} of 300 calls (${counts.join(' / ')}): each at least 20%`);
+  const outbound = accessLines(callerSidecar, (l) => l.path === '/tsmesh.test.Echo/Unary');
+  assert.equal(new Set(outbound.map((l) => l.client)).size, 1, 'all calls came on one client connection');
+
+  // pod-0 now answers UNAVAILABLE: every call still succeeds, each failure retried on another pod
+  state.failing = true;
+  seen.length = 0;
+  for (let i = 0; i < 60; i += 10) {
+    const batch = await Promise.all(Array.from({ length: 10 }, (_, j) => unary(channel, { n: i + j })));
+    for (const r of batch) {
+      assert.equal(r.err, undefined, r.err?.message);
+      assert.notEqual(r.res?.pod, 'pod-0');
+    }
+  }
+  const failed = seen.filter((s) => s.pod === 'pod-0');
+  assert.ok(failed.length > 0, 'pod-0 was tried');
+  assert.ok(failed.every((s) => s.attempt === 1), 'a retry never went back to pod-0 while others were left');
+  assert.equal(seen.filter((s) => s.pod !== 'pod-0' && s.attempt === 2).length, failed.length, 'each UNAVAILABLE was retried once, elsewhere');
+  const metrics = parseExposition(await (await fetch(`${callerSidecar.adminURL}/metrics`)).text());
+  assert.equal(sampleValue(metrics, 'tsmesh_retries_total', { destination_service: 'echo3.default', reason: 'gateway-error' }), failed.length);
+
+  // a server stream whose response has started is never retried: its messages, then the error
+  const flaky = grpcClient(callerSidecar, 'flaky');
+  t.after(() => flaky.close());
+  seen.length = 0;
+  const s = await collect<Msg>(flaky.serverStream({ n: 3 }) as NodeJS.EventEmitter);
+  assert.equal(s.items.length, 3);
+  assert.equal(s.err?.code, grpc.status.UNAVAILABLE);
+  assert.deepEqual(seen.map((x) => x.attempt), [1], 'one try only');
+
+  // a client stream of more than 64 KiB cannot be replayed: not retried either
+  seen.length = 0;
+  const big = await new Promise<grpc.ServiceError | null>((resolve) => {
+    const call = flaky.clientStream((err: grpc.ServiceError | null) => resolve(err)) as grpc.ClientWritableStream<Msg>;
+    for (let i = 0; i < 100; i++) call.write({ n: i, text: 'y'.repeat(1024) });
+    call.end();
+  });
+  assert.equal(big?.code, grpc.status.UNAVAILABLE);
+  assert.deepEqual(seen.map((x) => x.attempt), [1]);
+
+  // a small unary call to the only (failing) pod: tried 1 + retry-attempts (2) times, then its UNAVAILABLE
+  seen.length = 0;
+  const r = await unary(flaky, { n: 7 });
+  assert.equal(r.err?.code, grpc.status.UNAVAILABLE);
+  assert.equal(r.err?.details, 'pod-0 is draining', "the app's own status and message reach the client");
+  assert.deepEqual(seen.map((x) => x.attempt), [1, 2, 3]);
+});
