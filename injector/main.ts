@@ -4,6 +4,8 @@
 // trust anchors kept in every meshed namespace -> routes (POST /inject, POST /v1/certificate,
 // and whatever other components mount) -> HTTPS on 8443. One root: the API server (caBundle)
 // and the sidecars (/etc/tsmesh/trust/ca.crt) trust the same anchors.
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { KubeConfig } from '@kubernetes/client-node';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
@@ -67,8 +69,18 @@ export interface InjectorContext {
   readonly server: InjectorServerSettings;
 }
 
+/** Takes over a connection that asked for an HTTP upgrade (discovery's WebSocket). */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+/** What a component mounts: routes, upgrade paths, and what to stop when the control plane closes. */
+export interface Component {
+  readonly routes?: ReadonlyMap<string, RouteHandler>;
+  readonly upgrades?: ReadonlyMap<string, UpgradeHandler>;
+  close?(): void | Promise<void>;
+}
+
 /** A component that mounts routes on the control plane server (discovery; the CA is built in). */
-export type RouteFactory = (ctx: InjectorContext) => ReadonlyMap<string, RouteHandler> | Promise<ReadonlyMap<string, RouteHandler>>;
+export type RouteFactory = (ctx: InjectorContext) => ReadonlyMap<string, RouteHandler> | Component | Promise<ReadonlyMap<string, RouteHandler> | Component>;
 
 export interface RunInjectorOptions {
   readonly env?: NodeJS.ProcessEnv;
@@ -130,6 +142,7 @@ export async function runInjector(options: RunInjectorOptions = {}): Promise<Run
   }
 
   // The trust anchor in every namespace where injected pods run.
+  const componentStops: (() => void | Promise<void>)[] = [];
   const trust = startTrustAnchorSync({ kubeConfig, caPem: anchors, controlPlaneNamespace: settings.controlPlaneNamespace, logger, registry });
   const controlPlane = await listen().catch(async (err: unknown) => {
     await trust.stop();
@@ -140,16 +153,35 @@ export async function runInjector(options: RunInjectorOptions = {}): Promise<Run
       [INJECT_PATH, webhookRoute({ settings, namespaces: options.namespaces ?? kubeNamespaceLookup(kubeConfig), logger, metrics: webhookMetrics(registry), onInjected: (ns) => trust.podInjected(ns) })],
       [CERTIFICATE_PATH, certificateRoute],
     ]);
-    for (const factory of options.routes ?? []) {
-      for (const [path, handler] of await factory(context)) {
-        if (routes.has(path)) throw new Error(`two components mount the route ${path}`);
-        routes.set(path, handler);
+    const upgrades = new Map<string, UpgradeHandler>();
+    try {
+      for (const factory of options.routes ?? []) {
+        const made = await factory(context);
+        const component: Component = made instanceof Map ? { routes: made } : (made as Component);
+        if (component.close) componentStops.push(() => component.close!());
+        for (const [path, handler] of component.routes ?? []) {
+          if (routes.has(path)) throw new Error(`two components mount the route ${path}`);
+          routes.set(path, handler);
+        }
+        for (const [path, handler] of component.upgrades ?? []) upgrades.set(path, handler);
       }
+      // Sidecars present their mesh certificate to discovery: ask for one, verified against our anchors.
+      const cp = await startControlPlane({ routes, tls, logger, registry, port: server.port, host: options.host, ...(upgrades.size ? { clientCA: anchors } : {}) });
+      if (upgrades.size) {
+        cp.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+          const handler = upgrades.get((req.url ?? '/').split('?')[0]!);
+          if (handler) handler(req, socket, head);
+          else socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        });
+      }
+      return cp;
+    } catch (err) {
+      for (const stop of componentStops) await stop();
+      throw err;
     }
-    return startControlPlane({ routes, tls, logger, registry, port: server.port, host: options.host });
   }
 
-  const stops: (() => void | Promise<void>)[] = [trust.stop];
+  const stops: (() => void | Promise<void>)[] = [...componentStops, trust.stop];
   if (server.tlsDir) {
     const onFiles = (pair: TlsPair): void => {
       checkFiles(pair);

@@ -11,6 +11,7 @@ import type { Settings } from './config/settings.ts';
 import { LiveConfig } from './config/live.ts';
 import { Registry } from './registry/registry.ts';
 import { fileRegistrySource } from './registry/file-source.ts';
+import { startDiscoveryClient, type DiscoveryClient, type DiscoveryClientOptions } from './discovery/client.ts';
 import { watchFile, type FileWatch } from './watch/watch.ts';
 import { P2CBalancer } from './balance/p2c.ts';
 import { HealthTable } from './breaker/endpoint-health.ts';
@@ -51,6 +52,8 @@ export interface SidecarOptions {
   identity?: IdentityProvider | null;
   /** The environment the OTEL_* variables come from (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /** Discovery client tuning (tests: name resolution of the control plane, backoff, idle time). */
+  discovery?: Partial<Pick<DiscoveryClientOptions, 'lookup' | 'backoffInitialMs' | 'backoffMaxMs' | 'idleMs' | 'heartbeatTimeoutMs'>>;
 }
 
 export async function startSidecar(settings: Settings, log: Logger, options: SidecarOptions = {}): Promise<Sidecar> {
@@ -82,14 +85,12 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
   config.on('change', applyLevel);
   applyLevel();
 
-  // Registry: the YAML file in local mode.
+  // Registry: the YAML file in local mode (TSMESH_REGISTRY wins); else the control plane's
+  // discovery stream, started below once the identity exists (its certificate authenticates us).
   if (settings.registryFile) {
     const source = fileRegistrySource(settings.registryFile, registry, log.child({ component: 'registry' }), { intervalMs: settings.watchIntervalMs });
     watches.push(source);
     await source.check();
-  } else {
-    log.warn({ code: 'TSMESH_NO_REGISTRY' }, 'no registry: set TSMESH_REGISTRY to a registry file (discovery from the control plane is not available yet); only explicit destinations known to no registry will fail');
-    registry.replace({ services: [], pods: [] });
   }
 
   // Identity and mTLS: the TLS contexts exist once the first certificate does; until then the
@@ -101,6 +102,22 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
         ? null
         : createIdentityProvider(settings, { log: log.child({ component: 'identity' }), registry: metrics });
   if (!identity) log.warn({ code: 'TSMESH_MTLS_OFF' }, 'no workload identity (local mode without TSMESH_TLS_DIR): the mesh hop is plaintext');
+  // Discovery: ready after its first snapshot (registry.loaded); the last good view stays while
+  // the control plane is away.
+  let discovery: DiscoveryClient | undefined;
+  if (!settings.registryFile && identity) {
+    discovery = startDiscoveryClient({
+      url: settings.controlPlane,
+      identity,
+      registry,
+      pod: { name: settings.podName, namespace: settings.podNamespace, ip: settings.podIP },
+      log: log.child({ component: 'discovery' }),
+      ...options.discovery,
+    });
+  } else if (!settings.registryFile) {
+    log.warn({ code: 'TSMESH_NO_REGISTRY' }, 'no registry: discovery needs a workload identity (none was given); set TSMESH_REGISTRY to a registry file. Destinations known to no registry pass through');
+    registry.replace({ services: [], pods: [] });
+  }
   let mesh: MeshTls | undefined;
   let inboundTls: InboundTls | undefined;
   const dialer = meshDialer({
@@ -226,7 +243,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
       annotations: config.pod,
       policy: config.policy,
       problems: config.problems,
-      registry: { version: registry.view.version, services: registry.view.services.length, pods: registry.view.pods.length },
+      registry: { version: registry.view.version, services: registry.view.services.length, pods: registry.view.pods.length, ...(discovery ? { discovery: discovery.status() } : {}) },
       // the effective policy per destination service, and each endpoint's state
       destinations: Object.fromEntries(registry.view.services.map((svc) => [`${svc.name}.${svc.namespace}`, config.policyFor(svc)])),
       endpoints: endpointStates(),
@@ -255,6 +272,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     ]);
     if (inPod) await listen(outboundListener6, '::1', outboundAddr.port, 'outbound (IPv6)').catch((err: Error) => log.debug({ err: err.message }, 'no IPv6 loopback; outbound listens on IPv4 only'));
   } catch (err) {
+    discovery?.close();
     for (const w of watches) w.close();
     for (const s of [outboundListener, outboundListener6, inboundListener, admin]) if (s.listening) s.close();
     pools.close();
@@ -268,6 +286,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
 
   const httpServers: Server[] = [outbound.server, inbound.server];
   const closeAll = async () => {
+    discovery?.close();
     for (const w of watches) w.close();
     for (const s of httpServers) s.closeAllConnections();
     outbound.h2.closeAll();

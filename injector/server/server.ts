@@ -29,6 +29,12 @@ export interface ControlPlaneOptions {
   readonly host?: string; // default all interfaces
   /** GET /healthz answers 503 while this returns a reason. */
   readonly unhealthy?: () => string | undefined;
+  /**
+   * PEM: ask clients for a certificate and verify it against these anchors (discovery: the
+   * sidecars' mesh certificates). Optional for clients (the API server and new sidecars have
+   * none): routes read `req.socket.authorized`.
+   */
+  readonly clientCA?: string;
 }
 
 export interface ControlPlane {
@@ -66,6 +72,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       cert: options.tls.cert,
       key: options.tls.key,
       minVersion: 'TLSv1.2',
+      ...(options.clientCA ? { ca: options.clientCA, requestCert: true, rejectUnauthorized: false } : {}),
       // Bound slow clients: a whole request must arrive within 30 s.
       requestTimeout: 30_000,
       headersTimeout: 10_000,
@@ -115,7 +122,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     url: `https://${host}:${port}`,
     registry,
     setCertificate(tls) {
-      server.setSecureContext({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' });
+      server.setSecureContext({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2', ...(options.clientCA ? { ca: options.clientCA } : {}) });
       log.info('serving certificate reloaded');
     },
     close: () =>

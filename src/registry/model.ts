@@ -6,6 +6,8 @@ import { isIP } from 'node:net';
 import { ConfigError } from '../errors/errors.ts';
 
 const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label (lowercase letters, digits, -)').max(63);
+// Pod names are DNS subdomains (generated ones are labels, but StatefulSets and hand-written pods may have dots).
+const dnsSubdomain = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS name (lowercase letters, digits, -, .)').max(253);
 const port = z.number().int().min(1).max(65535);
 const ip = z.string().refine((s) => isIP(s) !== 0, 'must be an IP address');
 const stringMap = z.record(z.string(), z.string());
@@ -19,6 +21,17 @@ const servicePortSchema = z
   })
   .strict();
 
+// An address of a service as an EndpointSlice lists it (extension: what discovery carries; a
+// registry file may list them too). When a service has `endpoints`, they are its endpoints and
+// its selector is not used for them.
+const serviceEndpointSchema = z
+  .object({
+    ip,
+    ready: z.boolean().default(true),
+    pod: dnsSubdomain.optional(), // the pod's name (EndpointSlice targetRef), same namespace
+  })
+  .strict();
+
 const serviceSchema = z
   .object({
     name: dnsLabel,
@@ -27,12 +40,13 @@ const serviceSchema = z
     ports: z.array(servicePortSchema).min(1, 'a service needs at least one port'),
     selector: stringMap.default({}),
     annotations: stringMap.default({}),
+    endpoints: z.array(serviceEndpointSchema).optional(),
   })
   .strict();
 
 const podSchema = z
   .object({
-    name: dnsLabel,
+    name: dnsSubdomain,
     namespace: dnsLabel.default('default'),
     ip,
     labels: stringMap.default({}),
@@ -50,6 +64,7 @@ export const registryFileSchema = z
   .strict();
 
 export type ServiceSpec = z.infer<typeof serviceSchema>;
+export type ServiceEndpointSpec = z.infer<typeof serviceEndpointSchema>;
 export type PodSpec = z.infer<typeof podSchema>;
 export type RegistryData = z.infer<typeof registryFileSchema>;
 
@@ -66,6 +81,14 @@ export interface Service {
   readonly ports: readonly ServicePort[];
   readonly selector: Readonly<Record<string, string>>;
   readonly annotations: Readonly<Record<string, string>>;
+  /** The EndpointSlices' addresses (discovery); undefined: the selector picks the pods. */
+  readonly endpoints?: readonly ServiceEndpoint[] | undefined;
+}
+
+export interface ServiceEndpoint {
+  readonly ip: string;
+  readonly ready: boolean;
+  readonly pod: string | undefined;
 }
 
 export interface Pod {
@@ -103,6 +126,11 @@ export function validateRegistry(raw: unknown, source: string): RegistryData {
     s.ports.forEach((p, j) => {
       if (ports.has(p.port)) problems.push(`services[${i}] (${id}).ports[${j}]: duplicate port ${p.port}`);
       ports.add(p.port);
+    });
+    const ips = new Set<string>();
+    s.endpoints?.forEach((e, j) => {
+      if (ips.has(e.ip)) problems.push(`services[${i}] (${id}).endpoints[${j}]: duplicate address ${e.ip}`);
+      ips.add(e.ip);
     });
   });
   const podIds = new Set<string>();

@@ -1,6 +1,19 @@
 // An immutable, indexed snapshot of the registry, with the lookups the pipelines need.
 import type { Endpoint, Pod, RegistryData, Service, ServicePort } from './model.ts';
 
+/**
+ * What a source that loads services on demand (discovery) learns from the lookups: which
+ * services are in use, and which lookups found nothing. The file source passes none.
+ */
+export interface ViewHooks {
+  /** A lookup returned this service (keeps its subscription alive). */
+  used(service: Service): void;
+  /** byAuthority found nothing for this authority. */
+  missedAuthority(authority: string, callerNamespace: string): void;
+  /** byAddress found nothing for this original destination. */
+  missedAddress(ip: string, port: number): void;
+}
+
 export interface ServiceTarget {
   readonly service: Service;
   readonly port: ServicePort;
@@ -16,9 +29,11 @@ export class RegistryView {
   readonly #byClusterIP = new Map<string, Service>();
   readonly #podsByIP = new Map<string, Pod>();
   readonly #endpoints = new Map<string, readonly Endpoint[]>(); // "ns/name:port"
+  readonly #hooks: ViewHooks | undefined;
 
-  constructor(data: RegistryData, version: number) {
+  constructor(data: RegistryData, version: number, hooks?: ViewHooks) {
     this.version = version;
+    this.#hooks = hooks;
     this.services = data.services.map((s) => ({
       name: s.name,
       namespace: s.namespace,
@@ -26,6 +41,7 @@ export class RegistryView {
       ports: s.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.targetPort ?? p.port })),
       selector: s.selector,
       annotations: s.annotations,
+      endpoints: s.endpoints?.map((e) => ({ ip: e.ip, ready: e.ready, pod: e.pod })),
     }));
     this.pods = data.pods;
     for (const s of this.services) {
@@ -52,29 +68,27 @@ export class RegistryView {
     const { host, port } = splitAuthority(authority);
     if (!host) return undefined;
     const byIP = this.#byClusterIP.get(host);
-    const service = byIP ?? this.#byHostName(host.toLowerCase().replace(/\.$/, ''), callerNamespace);
-    if (!service) return undefined;
-    const servicePort = service.ports.find((p) => p.port === (port ?? 80));
-    return servicePort ? { service, port: servicePort } : undefined;
-  }
-
-  #byHostName(host: string, callerNamespace: string): Service | undefined {
-    const labels = host.split('.');
-    if (labels.length === 1) return this.service(labels[0]!, callerNamespace);
-    if (labels.length === 2) return this.service(labels[0]!, labels[1]!);
-    const suffix = labels.slice(2).join('.');
-    if (suffix === 'svc' || suffix === `svc.${CLUSTER_DOMAIN}`) return this.service(labels[0]!, labels[1]!);
-    return undefined;
+    const named = byIP ? undefined : serviceNameOf(host, callerNamespace);
+    const service = byIP ?? (named && this.service(named.name, named.namespace));
+    const servicePort = service?.ports.find((p) => p.port === (port ?? 80));
+    if (!service || !servicePort) {
+      this.#hooks?.missedAuthority(authority, callerNamespace);
+      return undefined;
+    }
+    this.#hooks?.used(service);
+    return { service, port: servicePort };
   }
 
   /** What an original destination ip:port is: a service by its ClusterIP, or a pod by its IP. */
-  byAddress(ip: string, port: number): { target: ServiceTarget } | { pod: Pod } | undefined {
+  byAddress(ip: string, port: number): AddressMatch | undefined {
     const service = this.#byClusterIP.get(ip);
     if (service) {
       const servicePort = service.ports.find((p) => p.port === port);
+      if (servicePort) this.#hooks?.used(service);
       return servicePort ? { target: { service, port: servicePort } } : undefined;
     }
     const pod = this.#podsByIP.get(ip);
+    if (!pod) this.#hooks?.missedAddress(ip, port);
     return pod ? { pod } : undefined;
   }
 
@@ -82,23 +96,56 @@ export class RegistryView {
     return this.#podsByIP.get(ip);
   }
 
-  /** A service port's endpoints: the namespace's ready pods whose labels match the selector. */
+  /**
+   * A service port's endpoints: the ready addresses of its EndpointSlices when the source gave
+   * them (discovery), else the namespace's ready pods whose labels match the selector.
+   */
   endpoints(target: ServiceTarget): readonly Endpoint[] {
     const key = `${target.service.namespace}/${target.service.name}:${target.port.port}`;
+    this.#hooks?.used(target.service);
     let eps = this.#endpoints.get(key);
     if (!eps) {
       const { service, port } = target;
       const selector = Object.entries(service.selector);
-      eps =
-        selector.length === 0
-          ? []
-          : this.pods
-              .filter((p) => p.ready && p.namespace === service.namespace && selector.every(([k, v]) => p.labels[k] === v))
-              .map((pod) => ({ key: `${pod.ip}:${port.targetPort}`, ip: pod.ip, port: port.targetPort, pod }));
+      if (service.endpoints) {
+        eps = service.endpoints
+          .filter((e) => e.ready)
+          .map((e) => {
+            const pod = this.#podsByIP.get(e.ip) ?? addressOnly(e.ip, e.pod, service.namespace);
+            return { key: `${e.ip}:${port.targetPort}`, ip: e.ip, port: port.targetPort, pod };
+          });
+      } else {
+        eps =
+          selector.length === 0
+            ? []
+            : this.pods
+                .filter((p) => p.ready && p.namespace === service.namespace && selector.every(([k, v]) => p.labels[k] === v))
+                .map((pod) => ({ key: `${pod.ip}:${port.targetPort}`, ip: pod.ip, port: port.targetPort, pod }));
+      }
       this.#endpoints.set(key, eps);
     }
     return eps;
   }
+}
+
+export type AddressMatch = { target: ServiceTarget } | { pod: Pod };
+
+/** An address no pod record describes (an EndpointSlice written by hand, a pod not seen yet): plain, unmeshed. */
+function addressOnly(ip: string, name: string | undefined, namespace: string): Pod {
+  return { name: name ?? ip, namespace, ip, labels: {}, serviceAccount: 'default', meshed: false, ready: true };
+}
+
+/**
+ * The service a host name names, as Kubernetes DNS resolves it from a pod in `callerNamespace`:
+ * `name`, `name.ns`, `name.ns.svc`, `name.ns.svc.cluster.local`; undefined for any other name.
+ */
+export function serviceNameOf(host: string, callerNamespace: string): { name: string; namespace: string } | undefined {
+  const labels = host.toLowerCase().replace(/\.$/, '').split('.');
+  if (labels.length === 1) return { name: labels[0]!, namespace: callerNamespace };
+  if (labels.length === 2) return { name: labels[0]!, namespace: labels[1]! };
+  const suffix = labels.slice(2).join('.');
+  if (suffix === 'svc' || suffix === `svc.${CLUSTER_DOMAIN}`) return { name: labels[0]!, namespace: labels[1]! };
+  return undefined;
 }
 
 export function splitAuthority(authority: string): { host: string; port: number | undefined } {

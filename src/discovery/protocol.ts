@@ -1,0 +1,85 @@
+// The discovery stream's wire format, shared by the control plane (injector/discovery) and the
+// sidecar (./client.ts). One WebSocket per sidecar on the control plane's port 8443
+// (GET /v1/discovery, subprotocol tsmesh-discovery.v1), over TLS with the sidecar's mesh
+// certificate as its client certificate. Every message is one JSON text frame.
+//
+// control plane -> sidecar
+//   snapshot: on connect (and after a sidecar fell behind): the whole index, and the details of
+//             the services the sidecar asked for. It replaces everything the sidecar had.
+//   update:   what changed since the last message: index entries set or deleted, service details
+//             (null: the service is gone). Versions grow by one per coalesced push.
+// sidecar -> control plane
+//   hello:    first message: who it is (the certificate says which service account; this says
+//             which pod), and the services it wants details of (kept across reconnects).
+//   ack:      the last version applied, with any services to subscribe to or drop.
+//
+// The index is what every sidecar needs to recognise a destination: per service its key
+// ("namespace/name"), ClusterIP, ports and the IPs of its endpoints. A service's details are
+// registry data (../registry/model.ts): the Service with its EndpointSlices' addresses, and
+// the pods behind them (meshed or not, service account).
+import { z } from 'zod';
+import { registryFileSchema, type PodSpec, type ServiceSpec } from '../registry/model.ts';
+
+export const DISCOVERY_PATH = '/v1/discovery';
+export const DISCOVERY_PROTOCOL = 'tsmesh-discovery.v1';
+
+/** [key "namespace/name", ClusterIP or null, service ports, endpoint IPs] */
+export type IndexEntry = [key: string, clusterIP: string | null, ports: number[], ips: string[]];
+
+export interface ServiceDetail {
+  readonly service: ServiceSpec;
+  readonly pods: readonly PodSpec[];
+}
+
+export type ServerMessage =
+  | { type: 'snapshot'; version: number; stream: string; index: IndexEntry[]; services: Record<string, ServiceDetail | null> }
+  | { type: 'update'; version: number; index?: { set: IndexEntry[]; delete: string[] }; services?: Record<string, ServiceDetail | null> };
+
+export type ClientMessage =
+  | { type: 'hello'; pod: { name: string; namespace: string; ip: string }; subscribe: string[] }
+  | { type: 'ack'; version: number; subscribe?: string[]; unsubscribe?: string[] };
+
+const key = z.string().regex(/^[a-z0-9-]{1,63}\/[a-z0-9-]{1,63}$/, 'must be "namespace/name"');
+const keys = z.array(key).max(10_000);
+
+export const clientMessageSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('hello'),
+    pod: z.object({ name: z.string().max(253), namespace: z.string().max(63), ip: z.string().max(45) }).strict(),
+    subscribe: keys,
+  }).strict(),
+  z.object({
+    type: z.literal('ack'),
+    version: z.number().int().min(0),
+    subscribe: keys.optional(),
+    unsubscribe: keys.optional(),
+  }).strict(),
+]);
+
+const indexEntry = z.tuple([key, z.string().nullable(), z.array(z.number().int()), z.array(z.string())]);
+// Details are checked one by one with the registry's own schema (./client.ts): a bad one is
+// refused alone, the rest of the message applies.
+const details = z.record(z.string(), z.unknown().nullable());
+
+export const serverMessageSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('snapshot'), version: z.number().int(), stream: z.string(), index: z.array(indexEntry), services: details }),
+  z.object({
+    type: z.literal('update'),
+    version: z.number().int(),
+    index: z.object({ set: z.array(indexEntry), delete: z.array(key) }).optional(),
+    services: details.optional(),
+  }),
+]);
+
+export type ParsedServerMessage = z.infer<typeof serverMessageSchema>;
+
+/** Checks one service's details with the registry schema; the error names the bad fields. */
+export function parseServiceDetail(raw: unknown, serviceKey: string): ServiceDetail {
+  const r = z.object({ service: z.unknown(), pods: z.array(z.unknown()) }).strict().safeParse(raw);
+  if (!r.success) throw new Error(`${serviceKey}: not { service, pods }`);
+  const data = registryFileSchema.safeParse({ services: [r.data.service], pods: r.data.pods });
+  if (!data.success) throw new Error(`${serviceKey}: ${data.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const service = data.data.services[0]!;
+  if (`${service.namespace}/${service.name}` !== serviceKey) throw new Error(`${serviceKey}: carries service ${service.namespace}/${service.name}`);
+  return { service, pods: data.data.pods };
+}
