@@ -322,3 +322,101 @@ describe('discovery: the stand-in API -> the control plane -> sidecars -> real a
     assert.ok(cp.logs.some((l) => /discovery connection refused/.test(l.msg) && l.reason === 'untrusted-certificate'));
   });
 });
+
+describe('discovery in the sidecar: the index, subscriptions on demand, dropping unused ones, slow readers', () => {
+  let kube: KubeStandin;
+  let cp: { injector: RunningInjector; logs: LogLine[] };
+  let dir: { path: string; remove(): Promise<void> };
+  let sidecar: DiscoSidecar;
+  const ownIP = loopbackIP();
+
+  before(async () => {
+    kube = await KubeStandin.start();
+    dir = await tempDir();
+    // 30 services of 3 endpoints each; the sidecar's pod is behind one of them.
+    for (let i = 0; i < 30; i++) {
+      kube.put(service(`svc-${i}`, {}, `10.96.1.${i + 1}`));
+      const ips = [0, 1, 2].map((j) => `10.244.${i}.${j + 1}`);
+      ips.forEach((ip, j) => kube.put(pod(`svc-${i}-${j}`, ip, `svc-${i}`, j === 0)));
+      kube.put(slice(`svc-${i}-1`, `svc-${i}`, 8080, ips.map((ip, j) => ({ pod: `svc-${i}-${j}`, ip }))));
+    }
+    kube.put(service('me', {}, '10.96.2.1'));
+    kube.put(pod('me-0', ownIP, 'me', true));
+    kube.put(slice('me-1', 'me', 8080, [{ pod: 'me-0', ip: ownIP }]));
+    const { logger, lines } = capture();
+    const injector = await runInjector({
+      env: { TSMESH_INJECTOR_PORT: '0' },
+      kubeConfig: kube.kubeConfig(),
+      logger,
+      host: '127.0.0.1',
+      // Every push finds the sidecar "too slow": it converges through snapshots only.
+      routes: [discoveryComponent({ server: { pushDelayMs: 5, minPushIntervalMs: 20, maxBufferedBytes: -1 } })],
+    });
+    cp = { injector, logs: lines };
+    const tls = await writeWorkloadIdentity(injector.ca, join(dir.path, 'me-tls'), { namespace: 'default', serviceAccount: 'me-0' });
+    sidecar = await discoverySidecar({ name: 'me-0', ip: ownIP, app: 'me', controlPlanePort: injector.controlPlane.port, tlsDir: tls, dir: dir.path, idleMs: 400 });
+  });
+  after(async () => {
+    await sidecar?.close();
+    await cp?.injector.close();
+    await kube?.close();
+    await dir?.remove();
+  });
+
+  test('the sidecar holds the index of every service, and details only of its own service until it calls others', async () => {
+    const config = (await (await fetch(`${sidecar.adminURL}/config`)).json()) as { registry: { services: number; discovery: { indexedServices: number; subscriptions: number; connected: boolean } } };
+    assert.equal(config.registry.discovery.indexedServices, 31);
+    assert.equal(config.registry.discovery.connected, true);
+    await eventually(() => sidecar.sidecar.registry.view.service('me', 'default') !== undefined, 5000, 'its own service');
+    assert.deepEqual(sidecar.sidecar.registry.view.services.map((s) => s.name), ['me']);
+  });
+
+  test('ensureAddress: a ClusterIP:port and a pod IP load their service; an unknown address or port is undefined at once', async () => {
+    const reg = sidecar.sidecar.registry;
+    const byVip = await reg.ensureAddress('10.96.1.4', 80);
+    assert.ok(byVip && 'target' in byVip && byVip.target.service.name === 'svc-3');
+    assert.equal(reg.view.endpoints(byVip.target).length, 3);
+    const byPod = await reg.ensureAddress('10.244.7.1', 8080);
+    assert.ok(byPod && 'pod' in byPod && byPod.pod.name === 'svc-7-0' && byPod.pod.meshed);
+    assert.equal(await reg.ensureAddress('10.96.1.4', 81), undefined, 'a port the service does not have');
+    assert.equal(await reg.ensureAddress('192.0.2.1', 80), undefined, 'nothing in the cluster: passes through');
+    assert.ok(reg.view.service('svc-3', 'default') && reg.view.service('svc-7', 'default'));
+  });
+
+  test('a lookup miss with no one waiting subscribes in the background', async () => {
+    const reg = sidecar.sidecar.registry;
+    assert.equal(reg.view.byAuthority('svc-12.default.svc.cluster.local', 'x'), undefined);
+    await eventually(() => reg.view.byAuthority('svc-12.default.svc.cluster.local', 'x') !== undefined, 5000, 'svc-12 loaded after the miss');
+  });
+
+  test('subscriptions unused for idleMs are dropped (and the control plane stops sending them); its own service stays', async () => {
+    const reg = sidecar.sidecar.registry;
+    await reg.ensureAuthority('svc-20', 'default');
+    assert.ok(reg.view.service('svc-20', 'default'));
+    await eventually(() => reg.view.services.length === 1, 10_000, 'only its own service left');
+    assert.equal(reg.view.services[0]!.name, 'me');
+    await eventually(async () => {
+      const d = JSON.parse((await controlPlaneGet(cp.injector.controlPlane.port, '/debug/sidecars', cp.injector.ca.trustAnchors.join(''))).body) as { sidecars: Obj[] };
+      return d.sidecars[0]?.subscriptions === 1;
+    }, 5000, 'the control plane to drop the subscriptions');
+    // Used again: subscribed again, with what changed meanwhile.
+    kube.put(slice('svc-20-2', 'svc-20', 8080, [{ pod: 'extra', ip: '10.244.20.9' }]));
+    assert.ok(await reg.ensureAuthority('svc-20', 'default'));
+    await eventually(() => reg.view.endpoints(reg.view.byAuthority('svc-20', 'default')!).some((e) => e.ip === '10.244.20.9'), 5000, 'the new endpoint');
+  });
+
+  test('a sidecar too slow for updates gets snapshots instead, and converges', async () => {
+    const reg = sidecar.sidecar.registry;
+    const target = await reg.ensureAuthority('svc-5', 'default');
+    assert.ok(target);
+    const snapshots = () => sidecar.logs.filter((l) => l.msg === 'discovery: snapshot applied').length;
+    const before = snapshots();
+    kube.put(slice('svc-5-2', 'svc-5', 8080, [{ pod: 'new', ip: '10.244.5.9' }]));
+    await eventually(() => {
+      const t = reg.view.byAuthority('svc-5', 'default');
+      return t !== undefined && reg.view.endpoints(t).some((e) => e.ip === '10.244.5.9');
+    }, 5000, 'the change, by snapshot');
+    assert.ok(snapshots() > before);
+    assert.ok(cp.logs.some((l) => /too slow for discovery updates/.test(l.msg)));
+  });
+});
