@@ -181,17 +181,23 @@ export class ProxiedStream {
     const { client } = this;
     const up = response.stream;
     this.#upstream = up;
+    this.#held = null; // the response has started: no retry can need the request's bytes again
     let bytes = 0;
-    let upstreamCut = false;
     let trailers: IncomingHttpHeaders | undefined;
+    let finished = false;
+    const finish = (cut: boolean) => {
+      if (finished) return;
+      finished = true;
+      done({ bytes, cut });
+    };
     if (this.grpc) this.grpcStatus = grpcStatusOf(response.headers);
     if (client.closed || client.destroyed) {
       if (!up.closed) up.close(NGHTTP2_CANCEL);
-      return done({ bytes, cut: true });
+      return finish(true);
     }
     client.once('close', () => {
       if (!up.closed) up.close(NGHTTP2_CANCEL); // the client reset its stream, or went away
-      done({ bytes, cut: upstreamCut || !this.#completed || client.rstCode !== NGHTTP2_NO_ERROR });
+      finish(!this.#completed || client.rstCode !== NGHTTP2_NO_ERROR);
     });
     if (response.endStream) {
       this.#completed = true;
@@ -212,8 +218,8 @@ export class ProxiedStream {
       if (up.readableEnded && up.rstCode === NGHTTP2_NO_ERROR) return;
       if (this.#errorTrailers) return; // the proxy is ending the response itself
       // the upstream reset or lost its stream mid-response: reset the client's with its code
-      upstreamCut = true;
       if (!client.closed) client.close(up.rstCode && up.rstCode !== NGHTTP2_NO_ERROR ? up.rstCode : NGHTTP2_INTERNAL_ERROR);
+      finish(true);
     });
     up.pipe(client);
   }
