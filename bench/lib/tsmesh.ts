@@ -76,7 +76,18 @@ function sidecarEnv(p: typeof topology.podA | typeof topology.podB, files: { reg
  * Throws NotAvailable when `tsmesh proxy` is not implemented yet, or (mtls) when the sidecar does
  * not report mTLS on inbound; any other problem is a BenchError (the case failed).
  */
-export async function startTsmeshPair(opts: { repoRoot: string; dir: string; mtls: boolean; certs: Map<string, PodCert> }): Promise<TsmeshPair> {
+export async function startTsmeshPair(opts: {
+  repoRoot: string;
+  dir: string;
+  mtls: boolean;
+  certs: Map<string, PodCert>;
+  /** Node options before the script (e.g. --cpu-prof for bench/profile.ts). */
+  nodeArgs?: readonly string[];
+  /** Variables added to the contract's environment (e.g. TSMESH_WORKERS). */
+  env?: NodeJS.ProcessEnv;
+  /** Pod annotations added to both sidecars' annotations file (e.g. tsmesh.io/trace-sampling). */
+  annotations?: Readonly<Record<string, string>>;
+}): Promise<TsmeshPair> {
   await mkdir(opts.dir, { recursive: true });
   const registry = join(opts.dir, 'registry.yaml');
   await writeFile(registry, registryYaml());
@@ -88,12 +99,12 @@ export async function startTsmeshPair(opts: { repoRoot: string; dir: string; mtl
       const annotations = join(podDir, 'annotations');
       const labels = join(podDir, 'labels');
       // The contract's only mTLS knob (pod annotation, inbound): disabled for the plain case, strict (the default) otherwise.
-      await writeFile(annotations, formatPodInfo({ 'tsmesh.io/mtls': opts.mtls ? 'strict' : 'disabled' }) + '\n');
+      await writeFile(annotations, formatPodInfo({ 'tsmesh.io/mtls': opts.mtls ? 'strict' : 'disabled', ...opts.annotations }) + '\n');
       await writeFile(labels, formatPodInfo({ ...p.labels }) + '\n');
       const tlsDir = opts.mtls ? opts.certs.get(p.name)?.dir : undefined;
-      const env = sidecarEnv(p, { registry, annotations, labels }, tlsDir);
+      const env = { ...sidecarEnv(p, { registry, annotations, labels }, tlsDir), ...opts.env };
       for (const port of [topology.inboundPort, topology.outboundPort, topology.adminPort]) await assertPortFree(p.ip, port);
-      const proc = startProcess(`tsmesh proxy (${p.name})`, join(opts.repoRoot, 'node_modules/.bin/node'), ['bin/tsmesh.js', 'proxy'], {
+      const proc = startProcess(`tsmesh proxy (${p.name})`, join(opts.repoRoot, 'node_modules/.bin/node'), [...(opts.nodeArgs ?? []), 'bin/tsmesh.js', 'proxy'], {
         logFile: join(podDir, 'sidecar.log'),
         env,
         cwd: opts.repoRoot,
