@@ -59,7 +59,7 @@ export interface SidecarOptions {
 export async function startSidecar(settings: Settings, log: Logger, options: SidecarOptions = {}): Promise<Sidecar> {
   const config = new LiveConfig(log.child({ component: 'config' }));
   const registry = new Registry();
-  const tracker = new Tracker();
+  const tracker = new Tracker(settings.limits.maxRequests);
   const metrics = new Metrics();
   const meshMetrics = new MeshMetrics(metrics);
   const grpcMetrics = new GrpcMetrics(metrics);
@@ -173,6 +173,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
   // Interception: the original destination of redirected connections (SO_ORIGINAL_DST).
   if (!originalDestinationAvailable()) log.warn({ code: 'TSMESH_NO_ORIGINAL_DST' }, 'cannot read original destinations on this system: only explicit (HTTP_PROXY) outbound traffic will be routed');
   const outbound = createOutbound({
+    limits: settings.limits,
     namespace: settings.podNamespace,
     config,
     registry,
@@ -189,6 +190,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     log: accessLog,
   });
   const inbound = createInbound({
+    limits: settings.limits,
     podIP: settings.podIP,
     trustDomain: settings.trustDomain,
     mtls: identity !== null,
@@ -262,6 +264,11 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
   const outboundListener = createNetServer({ noDelay: true }, (s) => outbound.handleConnection(s));
   const outboundListener6 = createNetServer({ noDelay: true }, (s) => outbound.handleConnection(s));
   const inboundListener = createNetServer({ noDelay: true }, (s) => inbound.handleConnection(s));
+  // A cap on open connections per listener: past it Node closes new ones at once.
+  for (const [name, l] of [['outbound', outboundListener], ['outbound', outboundListener6], ['inbound', inboundListener]] as const) {
+    l.maxConnections = settings.limits.maxConnections;
+    l.on('drop', (d?: { remoteAddress?: string }) => log.warn({ code: 'TSMESH_TOO_MANY_CONNECTIONS', listener: name, client: d?.remoteAddress, max: settings.limits.maxConnections }, `connection refused: the ${name} listener has TSMESH_MAX_CONNECTIONS open`));
+  }
   const inPod = isUnspecified(settings.bindAddress);
   let outboundAddr: AddressInfo, inboundAddr: AddressInfo, adminAddr: AddressInfo;
   try {

@@ -15,6 +15,17 @@ const duration = z.string().transform((s, ctx) => {
   }
 });
 
+const bytes = z.string().transform((s, ctx) => {
+  const m = /^(\d+)(Ki|Mi|Gi|k|M|G)?$/.exec(s.trim());
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: `"${s}" is not a size (bytes, or e.g. 64Ki, 10Mi)` });
+    return z.NEVER;
+  }
+  const unit = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, k: 1000, M: 1000 ** 2, G: 1000 ** 3 }[m[2] ?? ''] ?? 1;
+  return Number(m[1]) * unit;
+});
+const count = z.coerce.number().int().min(1).max(10_000_000);
+
 const envSchema = z.object({
   POD_NAME: z.string().default('unknown'),
   POD_NAMESPACE: z.string().default('default'),
@@ -33,6 +44,12 @@ const envSchema = z.object({
   TSMESH_DRAIN_TIMEOUT: duration.default(20_000),
   TSMESH_DETECT_TIMEOUT: duration.default(100),
   TSMESH_WATCH_INTERVAL: duration.default(1000),
+  TSMESH_MAX_CONNECTIONS: count.default(4096),
+  TSMESH_MAX_REQUESTS: count.default(2048),
+  TSMESH_HEADERS_TIMEOUT: duration.default(10_000),
+  TSMESH_IDLE_TIMEOUT: duration.default(60_000),
+  TSMESH_TCP_IDLE_TIMEOUT: duration.default(3_600_000),
+  TSMESH_MAX_REQUEST_BODY: bytes.optional(),
 });
 
 export interface Settings {
@@ -56,6 +73,23 @@ export interface Settings {
   /** How long a new outbound connection may stay silent before it is treated as opaque TCP. */
   readonly detectTimeoutMs: number;
   readonly watchIntervalMs: number;
+  readonly limits: Limits;
+}
+
+/** What one caller can take of the sidecar, and how long idle or slow peers are kept. */
+export interface Limits {
+  /** open connections per listener; more are closed at once */
+  readonly maxConnections: number;
+  /** requests (and TCP connections) in flight in the sidecar; more get 503 overloaded */
+  readonly maxRequests: number;
+  /** time for a client to send a request's headers (slowloris) */
+  readonly headersTimeoutMs: number;
+  /** an HTTP keep-alive connection idle between requests is closed */
+  readonly idleTimeoutMs: number;
+  /** an opaque TCP connection with no bytes either way is closed */
+  readonly tcpIdleTimeoutMs: number;
+  /** larger request bodies get 413 (none: no limit) */
+  readonly maxRequestBodyBytes: number | undefined;
 }
 
 export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -83,5 +117,13 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings 
     drainTimeoutMs: e.TSMESH_DRAIN_TIMEOUT,
     detectTimeoutMs: e.TSMESH_DETECT_TIMEOUT,
     watchIntervalMs: e.TSMESH_WATCH_INTERVAL,
+    limits: {
+      maxConnections: e.TSMESH_MAX_CONNECTIONS,
+      maxRequests: e.TSMESH_MAX_REQUESTS,
+      headersTimeoutMs: e.TSMESH_HEADERS_TIMEOUT,
+      idleTimeoutMs: e.TSMESH_IDLE_TIMEOUT,
+      tcpIdleTimeoutMs: e.TSMESH_TCP_IDLE_TIMEOUT,
+      maxRequestBodyBytes: e.TSMESH_MAX_REQUEST_BODY,
+    },
   };
 }

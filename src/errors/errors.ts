@@ -11,6 +11,8 @@ export const codes = {
   FORBIDDEN: { reason: 'forbidden', status: 403 },
   UPSTREAM_RESET: { reason: 'upstream-reset', status: 502 },
   BAD_REQUEST: { reason: 'bad-request', status: 400 },
+  OVERLOADED: { reason: 'overloaded', status: 503 },
+  BODY_TOO_LARGE: { reason: 'body-too-large', status: 413 },
   HEADERS_TOO_LARGE: { reason: 'headers-too-large', status: 431 },
 } as const;
 

@@ -30,6 +30,7 @@ export const GrpcStatus = {
   CANCELLED: 1,
   UNKNOWN: 2,
   DEADLINE_EXCEEDED: 4,
+  RESOURCE_EXHAUSTED: 8,
   PERMISSION_DENIED: 7,
   INTERNAL: 13,
   UNAVAILABLE: 14,
@@ -86,6 +87,8 @@ export const GRPC_STATUS_OF_PROXY_ERROR: Record<ProxyErrorCode, number> = {
   FORBIDDEN: GrpcStatus.PERMISSION_DENIED,
   BAD_REQUEST: GrpcStatus.INTERNAL,
   HEADERS_TOO_LARGE: GrpcStatus.INTERNAL,
+  OVERLOADED: GrpcStatus.RESOURCE_EXHAUSTED,
+  BODY_TOO_LARGE: GrpcStatus.RESOURCE_EXHAUSTED,
 };
 
 /** grpc-message is percent-encoded (the spec's percent-encoding of bytes outside 0x20-0x7E and "%"). */

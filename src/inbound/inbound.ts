@@ -41,6 +41,8 @@ import type { LiveConfig } from '../config/live.ts';
 import type { MtlsMode } from '../config/annotations.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
+import type { Limits } from '../config/settings.ts';
+import { admission, httpServerOptions, trackConnections } from '../http/limits.ts';
 import type { Tracing, ServerSpan } from '../tracing/index.ts';
 import type { MeshMetrics } from '../metrics/mesh-metrics.ts';
 import { workloadName } from '../metrics/workload.ts';
@@ -70,6 +72,7 @@ export interface InboundDeps {
   readonly mtls: boolean;
   /** The TLS servers, once this sidecar has a certificate. */
   readonly tls: () => InboundTls | undefined;
+  readonly limits: Limits;
   readonly tracing: Tracing;
   readonly metrics: MeshMetrics;
   readonly grpcMetrics: GrpcMetrics;
@@ -188,14 +191,17 @@ export function createInbound(deps: InboundDeps): Inbound {
     return { caller, denied: decision.allowed ? undefined : new ProxyError('FORBIDDEN', decision.reason) };
   };
 
-  const server = createServer({ keepAliveTimeout: 60_000, headersTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+  const server = createServer(httpServerOptions(deps.limits), (req, res) => {
     const start = performance.now();
-    const { caller, denied } = admit(req);
+    const refused = admission(req, deps.limits, tracker.full);
+    const admitted = admit(req);
+    const { caller } = admitted;
+    const denied = refused ?? admitted.denied;
     const span = deps.tracing.server(req, { address: req.socket.remoteAddress, port: req.socket.remotePort, identity: caller.peer ?? undefined });
     tracker.begin();
     if (tracker.draining) res.setHeader('connection', 'close');
     if (denied) {
-      log.warn({ code: 'TSMESH_FORBIDDEN', peer: caller.peer, client: req.socket.remoteAddress, reason: denied.message }, 'request refused by the allow-list');
+      if (!refused) log.warn({ code: 'TSMESH_FORBIDDEN', peer: caller.peer, client: req.socket.remoteAddress, reason: denied.message }, 'request refused by the allow-list');
       sendProxyError(res, denied);
       return finish(lineOf(req), start, caller, span)({ status: denied.status, error: denied, bytesIn: 0, bytesOut: 0 });
     }
@@ -217,11 +223,13 @@ export function createInbound(deps: InboundDeps): Inbound {
     const done = finish(lineOf(req), start, caller, span);
     forwarder.upgrade(req, socket, head, targetUrl(dest), pools.agentFor(dest), (r) => done({ status: r.status, error: r.error, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten }));
   });
+  trackConnections(server);
   server.on('clientError', onClientError(log, 'inbound'));
 
   const opaque = (client: Socket, caller: Caller) => {
     const decision = allow.check(caller.peer);
     if (!decision.allowed) return refuse(client, 'TSMESH_FORBIDDEN', decision.reason, caller.peer);
+    if (tracker.full) return refuse(client, 'TSMESH_OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)', caller.peer);
     const start = performance.now();
     tracker.begin();
     deps.metrics.series(peersOf(client.remoteAddress, caller)).connection();
@@ -238,7 +246,7 @@ export function createInbound(deps: InboundDeps): Inbound {
         duration_ms: Math.round(performance.now() - start),
         error: o.error,
       });
-    });
+    }, deps.limits.tcpIdleTimeoutMs);
   };
 
   // One HTTP/2 stream (a gRPC call) from a caller: authorization, identity headers, a SERVER
@@ -262,7 +270,12 @@ export function createInbound(deps: InboundDeps): Inbound {
     const span = deps.tracing.server({ method: line.method, url: line.path, headers: { ...forwarded, host: authority }, httpVersion: '2' }, { address: client, port: stream.session?.socket?.remotePort, identity: caller.peer ?? undefined });
     const grpcStatus = grpc ? () => proxied.grpcStatus : undefined;
     const done = finish(line, start, caller, span, grpcStatus);
+    const overloaded = tracker.full;
     tracker.begin();
+    if (overloaded) {
+      const err = new ProxyError('OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)');
+      return done({ status: proxied.fail(err) ?? 0, error: err, bytesIn: 0, bytesOut: 0 });
+    }
     if (!decision.allowed) {
       const denied = new ProxyError('FORBIDDEN', decision.reason);
       log.warn({ code: 'TSMESH_FORBIDDEN', peer: caller.peer, client, reason: denied.message }, 'request refused by the allow-list');

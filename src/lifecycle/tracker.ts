@@ -1,6 +1,18 @@
-// Counts the work in flight (HTTP exchanges and TCP connections) so a drain can wait for it.
+// Counts the work in flight (HTTP exchanges and TCP connections) so a drain can wait for it,
+// and so a cap on it can refuse more (503 overloaded) before one caller exhausts the proxy.
 export class Tracker {
   #active = 0;
+  readonly #max: number;
+
+  constructor(maxActive = Infinity) {
+    this.#max = maxActive;
+  }
+
+  /** At the cap: new work is refused. */
+  get full(): boolean {
+    return this.#active >= this.#max;
+  }
+
   #draining = false;
   #waiters: (() => void)[] = [];
 

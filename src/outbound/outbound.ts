@@ -45,6 +45,8 @@ import type { ServiceTarget } from '../registry/view.ts';
 import type { Endpoint } from '../registry/model.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
+import type { Limits } from '../config/settings.ts';
+import { admission, httpServerOptions, trackConnections } from '../http/limits.ts';
 import type { Tracing, ClientSpan } from '../tracing/index.ts';
 import { workloadName } from '../metrics/workload.ts';
 import type { MeshMetrics } from '../metrics/mesh-metrics.ts';
@@ -68,6 +70,7 @@ export interface OutboundDeps {
   readonly self: { readonly workload: string; readonly namespace: string };
   /** The mesh hop to meshed endpoints is mTLS. */
   readonly mtls: boolean;
+  readonly limits: Limits;
 }
 
 interface Routed {
@@ -142,6 +145,11 @@ export function createOutbound(deps: OutboundDeps): Outbound {
   // Opaque TCP to the connection's destination: a service's endpoint, a pod, or unchanged.
   const tcp = (client: Socket, dest: ConnectionTarget) => {
     const start = performance.now();
+    if (tracker.full) {
+      log.warn({ code: 'TSMESH_OVERLOADED', client: client.remoteAddress }, 'TCP connection refused: the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)');
+      client.destroy();
+      return;
+    }
     let to: Destination;
     let service: string | undefined;
     let destPod: Pod | undefined;
@@ -173,7 +181,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
         duration_ms: Math.round(performance.now() - start),
         error: o.error,
       });
-    });
+    }, deps.limits.tcpIdleTimeoutMs);
   };
 
   const peersOf = (service: string | undefined, ep: Endpoint | undefined) => ({
@@ -237,11 +245,13 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     const forward = requestHeaders(headers);
     const span = deps.tracing.client({ method, url: `http://${authority}${path}`, headers: forward as IncomingHttpHeaders, httpVersion: '2' });
     const grpcStatus = grpc ? () => proxied.grpcStatus : undefined;
+    const overloaded = tracker.full;
     tracker.begin();
     const refuse = (err: ProxyError) => {
       const status = proxied.fail(err) ?? 0;
       finish(line, start, {}, span, grpcStatus)({ status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
     };
+    if (overloaded) return refuse(new ProxyError('OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)'));
     let routed: Routed;
     try {
       routed = routeTo(authority, conn);
@@ -267,9 +277,11 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     runExchange(deps.exchange, transport, dest, span, finish(line, start, routed, span, grpcStatus), deadlines);
   }, log);
 
-  const server = createServer({ keepAliveTimeout: 60_000, headersTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+  const server = createServer(httpServerOptions(deps.limits), (req, res) => {
     const start = performance.now();
     const span = deps.tracing.client(req);
+    const refused = admission(req, deps.limits, tracker.full);
+    if (refused) return fail(req, res, start, refused, span);
     let routed: Routed;
     try {
       routed = route(req);
@@ -311,6 +323,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
       done({ status: r.status, error: r.error, endpoint, attempts: 1, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, upstreamMs: undefined }),
     );
   });
+  trackConnections(server);
   server.on('clientError', onClientError(log, 'outbound'));
 
   const http1 = (socket: Socket, dest: ConnectionTarget | undefined) => {

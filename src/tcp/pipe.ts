@@ -9,8 +9,17 @@ export interface TcpOutcome {
   connected: boolean;
 }
 
-export function pipeSockets(client: Socket, upstream: Socket, done: (outcome: TcpOutcome) => void): void {
+/** `idleMs`: a connection with no bytes either way for this long is closed. */
+export function pipeSockets(client: Socket, upstream: Socket, done: (outcome: TcpOutcome) => void, idleMs = 0): void {
   let error: string | undefined;
+  if (idleMs > 0) {
+    // activity on either side counts: reading or writing on the client socket resets its timer
+    client.setTimeout(idleMs, () => {
+      error ??= `idle for ${idleMs} ms`;
+      client.destroy();
+      upstream.destroy();
+    });
+  }
   let connected = false;
   let closed = 0;
   const onClose = () => {

@@ -1,0 +1,38 @@
+// The HTTP listeners' limits (TSMESH_* settings, src/config/settings.ts): how long a client may
+// take to send its headers (slowloris), how long a keep-alive connection may idle, and the
+// largest request body where one is set. One place, for both pipelines.
+import type { IncomingMessage, Server, ServerOptions } from 'node:http';
+import { ProxyError } from '../errors/errors.ts';
+import type { Limits } from '../config/settings.ts';
+
+export function httpServerOptions(limits: Limits): ServerOptions {
+  return {
+    keepAliveTimeout: limits.idleTimeoutMs,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: 0, // a request's body may stream for as long as it flows
+    // Node checks header and request timeouts on this interval; the default (30 s) would let
+    // a slow client hold a connection for much longer than headersTimeout
+    connectionsCheckingInterval: Math.max(250, Math.min(1000, limits.headersTimeoutMs / 4)),
+  };
+}
+
+/** The refusal for a request the sidecar will not take now, if any. */
+export function admission(req: IncomingMessage, limits: Limits, full: boolean): ProxyError | undefined {
+  if (full) return new ProxyError('OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)');
+  const max = limits.maxRequestBodyBytes;
+  const declared = req.headers['content-length'];
+  if (max !== undefined && declared !== undefined && Number(declared) > max) {
+    return new ProxyError('BODY_TOO_LARGE', `the request body (${declared} bytes) is larger than the limit of ${max} bytes (TSMESH_MAX_REQUEST_BODY)`);
+  }
+  return undefined;
+}
+
+/**
+ * The sidecar's HTTP servers never listen themselves: the listeners hand them sockets after
+ * detection. Node sets up its connection tracking (which enforces headersTimeout and backs
+ * closeIdleConnections/closeAllConnections) on 'listening', so it is started here by hand.
+ */
+export function trackConnections(server: Server): Server {
+  server.emit('listening');
+  return server;
+}
