@@ -27,9 +27,11 @@ import { createForwarder } from './http/forward.ts';
 import { createOutbound } from './outbound/outbound.ts';
 import { createInbound } from './inbound/inbound.ts';
 import { createAdmin } from './admin/admin.ts';
+import { parseAppProbes, type AppProbe } from './admin/app-probes.ts';
 import { Tracker } from './lifecycle/tracker.ts';
 import { originalDestination, originalDestinationAvailable } from './origdst/origdst.ts';
 import type { Logger } from './log/log.ts';
+import type { ConfigError } from './errors/errors.ts';
 
 export interface Sidecar {
   readonly outbound: AddressInfo;
@@ -229,6 +231,15 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     () => undefined, // closed before the first certificate
   );
 
+  // The app's probes, moved to the admin port by the injector; a bad value is reported and the
+  // probes it named answer 404 (the kubelet then reports the pod unready, with the reason in our log).
+  let probes = new Map<string, AppProbe>();
+  try {
+    probes = parseAppProbes(settings.appProbes);
+  } catch (err) {
+    log.error({ code: (err as ConfigError).code, issues: (err as ConfigError).issues }, `ignoring TSMESH_APP_PROBES: ${(err as Error).message}`);
+  }
+
   let draining = false;
   let drained: Promise<void> | undefined;
   const admin = createAdmin({
@@ -253,6 +264,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     }),
     metrics,
     spans: (traceId) => recentSpans.spans(traceId),
+    appProbes: { probes, podIP: settings.podIP },
     quit: () => {
       void drain().then(() => options.onQuit?.());
     },

@@ -1,6 +1,7 @@
 // The admin server (15020): health, effective config, metrics, and drain-and-exit.
 import { createServer, type Server } from 'node:http';
 import type { Registry as Metrics } from 'prom-client';
+import { probeApp, type AppProbe } from './app-probes.ts';
 
 export interface AdminDeps {
   ready(): { ok: boolean; reasons: string[] };
@@ -8,6 +9,8 @@ export interface AdminDeps {
   metrics: Metrics;
   /** Recently finished spans of one trace (or all), for the demo's waterfall. */
   spans(traceId: string | undefined): unknown[];
+  /** The app's rewritten probes (TSMESH_APP_PROBES) and where the app is. */
+  appProbes?: { readonly probes: ReadonlyMap<string, AppProbe>; readonly podIP: string };
   quit(): void;
 }
 
@@ -30,6 +33,12 @@ export function createAdmin(deps: AdminDeps): Server {
         const text = await deps.metrics.metrics();
         res.writeHead(200, { 'content-type': deps.metrics.contentType });
         return res.end(text);
+      }
+      const probe = req.method === 'GET' && path?.startsWith('/app-health/') ? deps.appProbes?.probes.get(path) : undefined;
+      if (probe) {
+        const r = await probeApp(probe, deps.appProbes!.podIP);
+        res.writeHead(r.status, { 'content-type': 'text/plain; charset=utf-8' });
+        return res.end(r.body);
       }
       if (req.method === 'GET' && path === '/debug/spans') {
         const trace = new URL(req.url ?? '/', 'http://admin').searchParams.get('trace') ?? undefined;

@@ -50,6 +50,7 @@ const envSchema = z.object({
   TSMESH_IDLE_TIMEOUT: duration.default(60_000),
   TSMESH_TCP_IDLE_TIMEOUT: duration.default(3_600_000),
   TSMESH_MAX_REQUEST_BODY: bytes.optional(),
+  TSMESH_APP_PROBES: z.string().optional(),
 });
 
 export interface Settings {
@@ -74,6 +75,8 @@ export interface Settings {
   readonly detectTimeoutMs: number;
   readonly watchIntervalMs: number;
   readonly limits: Limits;
+  /** The app's httpGet probes the injector moved to the admin port (JSON, see src/admin/app-probes.ts). */
+  readonly appProbes: string | undefined;
 }
 
 /** What one caller can take of the sidecar, and how long idle or slow peers are kept. */
@@ -117,6 +120,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings 
     drainTimeoutMs: e.TSMESH_DRAIN_TIMEOUT,
     detectTimeoutMs: e.TSMESH_DETECT_TIMEOUT,
     watchIntervalMs: e.TSMESH_WATCH_INTERVAL,
+    appProbes: e.TSMESH_APP_PROBES,
     limits: {
       maxConnections: e.TSMESH_MAX_CONNECTIONS,
       maxRequests: e.TSMESH_MAX_REQUESTS,
