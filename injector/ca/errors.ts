@@ -1,5 +1,7 @@
 // The CA's error codes: stable, sent to clients as JSON { error: { code, message } } and
 // used (lower-cased, without the prefix) as the `result` label of tsmesh_ca_requests_total.
+import { CodedError } from '../../src/errors/errors.ts';
+
 
 export const caCodes = {
   TSMESH_CA_BAD_REQUEST: 400, // not JSON, or no "csr" string
@@ -19,12 +21,10 @@ export const caCodes = {
 
 export type CACode = keyof typeof caCodes;
 
-export class CAError extends Error {
+export class CAError extends CodedError<CACode> {
   override readonly name = 'CAError';
-  readonly code: CACode;
   constructor(code: CACode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
+    super(code, message, options);
   }
   get status(): number {
     return caCodes[this.code];

@@ -1,15 +1,15 @@
 // The errors of `tsmesh demo`, each with a stable code.
+import { CodedError } from '../errors/errors.ts';
+
 export const DEMO_ERROR_CODES = {
   TSMESH_DEMO_NETNS_UNAVAILABLE: '--mode netns was asked for, but this machine cannot build network-namespace pods',
 } as const;
 
 export type DemoErrorCode = keyof typeof DEMO_ERROR_CODES;
 
-export class DemoError extends Error {
+export class DemoError extends CodedError<DemoErrorCode> {
   override readonly name = 'DemoError';
-  readonly code: DemoErrorCode;
   constructor(code: DemoErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
+    super(code, message, options);
   }
 }

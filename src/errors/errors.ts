@@ -18,14 +18,21 @@ export const codes = {
 
 export type ProxyErrorCode = keyof typeof codes;
 
-/** An error the proxy turns into a synthetic response. */
-export class ProxyError extends Error {
-  readonly code: ProxyErrorCode;
-  override readonly name = 'ProxyError';
-  constructor(code: ProxyErrorCode, message: string, options?: { cause?: unknown }) {
+/**
+ * The base of every error tsmesh makes: a stable `code` that logs, metrics, tests and callers
+ * rely on. Each concern declares its codes beside it (a `*_ERROR_CODES` table) and one subclass.
+ */
+export class CodedError<C extends string = string> extends Error {
+  readonly code: C;
+  constructor(code: C, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
   }
+}
+
+/** An error the proxy turns into a synthetic response. */
+export class ProxyError extends CodedError<ProxyErrorCode> {
+  override readonly name = 'ProxyError';
   get reason(): string {
     return codes[this.code].reason;
   }
@@ -35,28 +42,31 @@ export class ProxyError extends Error {
 }
 
 /** Bad configuration, registry or annotation input: names the field and the reason. */
-export class ConfigError extends Error {
+export class ConfigError extends CodedError<'TSMESH_CONFIG_INVALID'> {
   override readonly name = 'ConfigError';
-  readonly code = 'TSMESH_CONFIG_INVALID';
   readonly source: string;
   readonly issues: readonly string[];
   constructor(source: string, issues: readonly string[]) {
-    super(`${source}: ${issues.join('; ')}`);
+    super('TSMESH_CONFIG_INVALID', `${source}: ${issues.join('; ')}`);
     this.source = source;
     this.issues = issues;
   }
 }
 
 /** A command-line usage error (exit code 2). */
-export class UsageError extends Error {
+export class UsageError extends CodedError<'TSMESH_USAGE'> {
   override readonly name = 'UsageError';
-  readonly code = 'TSMESH_USAGE';
+  constructor(message: string) {
+    super('TSMESH_USAGE', message);
+  }
 }
 
 /** A feature that a later release fills in. */
-export class NotAvailableError extends Error {
+export class NotAvailableError extends CodedError<'TSMESH_NOT_AVAILABLE'> {
   override readonly name = 'NotAvailableError';
-  readonly code = 'TSMESH_NOT_AVAILABLE';
+  constructor(message: string) {
+    super('TSMESH_NOT_AVAILABLE', message);
+  }
 }
 
 /** Maps a socket-level failure of an upstream call to the proxy error the client sees. */

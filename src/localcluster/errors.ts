@@ -1,4 +1,6 @@
 // The errors of the local netns cluster (src/localcluster/netns.ts), each with a stable code.
+import { CodedError } from '../errors/errors.ts';
+
 export const LOCALCLUSTER_ERROR_CODES = {
   TSMESH_LOCALCLUSTER_UNSUPPORTED: 'this machine cannot build network-namespace pods (not root, not Linux, a command missing, files unreadable by the pod users)',
   TSMESH_LOCALCLUSTER_BAD_INPUT: 'the cluster was described wrongly (duplicate or unknown pod, empty command)',
@@ -10,11 +12,9 @@ export const LOCALCLUSTER_ERROR_CODES = {
 
 export type LocalClusterErrorCode = keyof typeof LOCALCLUSTER_ERROR_CODES;
 
-export class LocalClusterError extends Error {
+export class LocalClusterError extends CodedError<LocalClusterErrorCode> {
   override readonly name = 'LocalClusterError';
-  readonly code: LocalClusterErrorCode;
   constructor(code: LocalClusterErrorCode, message: string, options?: { cause?: unknown }) {
-    super(`netns cluster: ${message}`, options);
-    this.code = code;
+    super(code, `netns cluster: ${message}`, options);
   }
 }

@@ -1,4 +1,6 @@
 // The errors of `tsmesh init`, each with a stable code (listed in docs/interception.md).
+import { CodedError } from '../errors/errors.ts';
+
 export const INIT_ERROR_CODES = {
   TSMESH_INIT_NO_NET_ADMIN: 'the init container needs the NET_ADMIN capability (and NET_RAW) to change the nat table',
   TSMESH_INIT_IPTABLES_MISSING: 'iptables-save / iptables-restore (or the ip6tables pair) not found on PATH',
@@ -7,11 +9,9 @@ export const INIT_ERROR_CODES = {
 
 export type InitErrorCode = keyof typeof INIT_ERROR_CODES;
 
-export class InitError extends Error {
+export class InitError extends CodedError<InitErrorCode> {
   override readonly name = 'InitError';
-  readonly code: InitErrorCode;
   constructor(code: InitErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
+    super(code, message, options);
   }
 }
