@@ -23,9 +23,6 @@ export type CACode = keyof typeof caCodes;
 
 export class CAError extends CodedError<CACode> {
   override readonly name = 'CAError';
-  constructor(code: CACode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
   get status(): number {
     return caCodes[this.code];
   }

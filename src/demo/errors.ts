@@ -9,7 +9,4 @@ export type DemoErrorCode = keyof typeof DEMO_ERROR_CODES;
 
 export class DemoError extends CodedError<DemoErrorCode> {
   override readonly name = 'DemoError';
-  constructor(code: DemoErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
 }

@@ -11,7 +11,4 @@ export type InitErrorCode = keyof typeof INIT_ERROR_CODES;
 
 export class InitError extends CodedError<InitErrorCode> {
   override readonly name = 'InitError';
-  constructor(code: InitErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
 }

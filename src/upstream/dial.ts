@@ -18,6 +18,11 @@ export interface Destination {
   readonly identity?: { readonly namespace: string; readonly serviceAccount: string } | undefined;
 }
 
+/** One pool per destination: a meshed endpoint's also by whose sidecar it must be. */
+export function poolKey(dest: Destination): string {
+  return dest.meshed ? `m:${dest.identity?.namespace}/${dest.identity?.serviceAccount}@${dest.ip}:${dest.port}` : `p:${dest.ip}:${dest.port}`;
+}
+
 /** The destination of an endpoint from the registry. */
 export function endpointDestination(ep: { ip: string; port: number; pod: { meshed: boolean; namespace: string; serviceAccount: string } }): Destination {
   return { ip: ep.ip, port: ep.port, meshed: ep.pod.meshed, identity: ep.pod };

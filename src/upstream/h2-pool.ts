@@ -4,7 +4,7 @@
 // A session that closes, fails, or receives GOAWAY is replaced for new streams; its streams in
 // flight finish on it. Server push is refused (SETTINGS_ENABLE_PUSH 0).
 import { connect, constants, type ClientHttp2Session } from 'node:http2';
-import type { Destination, Dialer } from './dial.ts';
+import { poolKey, type Destination, type Dialer } from './dial.ts';
 import { classifyUpstreamError, ProxyError } from '../errors/errors.ts';
 
 export interface H2Session {
@@ -30,7 +30,7 @@ export class H2Pools {
   }
 
   sessionFor(dest: Destination): H2Session {
-    const key = dest.meshed ? `m:${dest.identity?.namespace}/${dest.identity?.serviceAccount}@${dest.ip}:${dest.port}` : `p:${dest.ip}:${dest.port}`;
+    const key = poolKey(dest);
     const found = this.#sessions.get(key);
     if (found && !found.dead()) return found;
     const where = `${dest.ip}:${dest.port}`;

@@ -3,7 +3,7 @@
 // keep-alive timeout of app servers, to avoid reusing a connection the server is closing.
 import { Agent, type AgentOptions } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Destination, Dialer } from './dial.ts';
+import { poolKey, type Destination, type Dialer } from './dial.ts';
 
 class DestinationAgent extends Agent {
   readonly #dialer: Dialer;
@@ -40,7 +40,7 @@ export class ConnectionPools {
   }
 
   agentFor(dest: Destination): Agent {
-    const key = dest.meshed ? `m:${dest.identity?.namespace}/${dest.identity?.serviceAccount}@${dest.ip}:${dest.port}` : `p:${dest.ip}:${dest.port}`;
+    const key = poolKey(dest);
     let agent = this.#agents.get(key);
     if (!agent) {
       agent = new DestinationAgent(this.#dialer, dest, {
