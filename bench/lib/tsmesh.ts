@@ -94,10 +94,14 @@ export async function startTsmeshPair(opts: {
   const procs: Proc[] = [];
   try {
     for (const p of [topology.podA, topology.podB]) {
+      // podinfo/ holds only the downward-API files, as /etc/tsmesh/podinfo does in a pod: the
+      // sidecar watches that folder, so its own log must not be written there (each write
+      // would wake the watch and re-read the annotations file).
       const podDir = join(opts.dir, p.name);
-      await mkdir(podDir, { recursive: true });
-      const annotations = join(podDir, 'annotations');
-      const labels = join(podDir, 'labels');
+      const podinfo = join(podDir, 'podinfo');
+      await mkdir(podinfo, { recursive: true });
+      const annotations = join(podinfo, 'annotations');
+      const labels = join(podinfo, 'labels');
       // The contract's only mTLS knob (pod annotation, inbound): disabled for the plain case, strict (the default) otherwise.
       await writeFile(annotations, formatPodInfo({ 'tsmesh.io/mtls': opts.mtls ? 'strict' : 'disabled', ...opts.annotations }) + '\n');
       await writeFile(labels, formatPodInfo({ ...p.labels }) + '\n');

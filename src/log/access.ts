@@ -37,12 +37,23 @@ export interface TcpAccess {
   error: string | undefined;
 }
 
+// `type` and `kind` are bindings of a child logger made once per logger (pino serializes
+// bindings once), so a line costs no copy of its fields.
+const httpChildren = new WeakMap<Logger, Logger>();
+const tcpChildren = new WeakMap<Logger, Logger>();
+
+function childOf(cache: WeakMap<Logger, Logger>, log: Logger, kind: 'http' | 'tcp'): Logger {
+  let child = cache.get(log);
+  if (!child) cache.set(log, (child = log.child({ type: 'access', kind })));
+  return child;
+}
+
 export function logHttp(log: Logger, a: HttpAccess): void {
   if (!log.isLevelEnabled('info')) return;
-  log.info({ type: 'access', kind: 'http', ...a }, `${a.direction} ${a.method} ${a.authority}${a.path} ${a.status}`);
+  childOf(httpChildren, log, 'http').info(a, `${a.direction} ${a.method} ${a.authority}${a.path} ${a.status}`);
 }
 
 export function logTcp(log: Logger, a: TcpAccess): void {
   if (!log.isLevelEnabled('info')) return;
-  log.info({ type: 'access', kind: 'tcp', ...a }, `${a.direction} tcp ${a.client ?? '?'} -> ${a.upstream ?? '?'}`);
+  childOf(tcpChildren, log, 'tcp').info(a, `${a.direction} tcp ${a.client ?? '?'} -> ${a.upstream ?? '?'}`);
 }

@@ -5,8 +5,6 @@
 import { Counter, type Registry } from 'prom-client';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { OTLPTraceExporter as ProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import type { Context } from '@opentelemetry/api';
 import type { Span } from '@opentelemetry/sdk-trace-base';
 
@@ -67,10 +65,37 @@ export function otlpTargetFromEnv(env: NodeJS.ProcessEnv): { target: OtlpTarget 
   return { target: { url, protocol: protocol as OtlpProtocol } };
 }
 
-/** The OTLP exporter for `target`; the other OTEL_EXPORTER_OTLP_* variables (headers, timeout, compression) are read by the exporter. */
+/**
+ * The OTLP exporter for `target`; the other OTEL_EXPORTER_OTLP_* variables (headers, timeout,
+ * compression) are read by the exporter. The exporter's packages (a few MB of code with their
+ * protobuf and metrics dependencies) are loaded at the first export, so a sidecar that exports
+ * nothing never loads them.
+ */
 export function createOtlpExporter(target: OtlpTarget, options: { timeoutMillis?: number } = {}): SpanExporter {
   const config = { url: target.url, ...(options.timeoutMillis !== undefined ? { timeoutMillis: options.timeoutMillis } : {}) };
-  return target.protocol === 'http/json' ? new JsonExporter(config) : new ProtoExporter(config);
+  let loaded: Promise<SpanExporter> | undefined;
+  let exporter: SpanExporter | undefined;
+  const load = (): Promise<SpanExporter> =>
+    (loaded ??= (target.protocol === 'http/json'
+      ? import('@opentelemetry/exporter-trace-otlp-http').then((m) => new m.OTLPTraceExporter(config))
+      : import('@opentelemetry/exporter-trace-otlp-proto').then((m) => new m.OTLPTraceExporter(config))
+    ).then((e) => (exporter = e)));
+  return {
+    export(spans, done) {
+      if (exporter) return exporter.export(spans, done);
+      load().then(
+        (e) => e.export(spans, done),
+        (err: Error) => done({ code: ExportResultCode.FAILED, error: err }),
+      );
+    },
+    shutdown() {
+      // an export waiting for the load runs first (registered earlier), then the shutdown
+      return loaded ? loaded.then((e) => e.shutdown(), () => undefined) : Promise.resolve();
+    },
+    forceFlush() {
+      return loaded ? loaded.then((e) => e.forceFlush?.(), () => undefined) : Promise.resolve();
+    },
+  };
 }
 
 export interface QueueOptions {
