@@ -20,6 +20,14 @@ COPY package.json ./
 COPY bin ./bin
 COPY src ./src
 COPY injector ./injector
+# Node's compile cache, made here once: the sources stripped of their types and V8's code
+# cache, so a container starts without compiling them or loading the type stripper (~20 MB
+# less memory per sidecar, faster starts; bin/tsmesh.js turns the cache on). Read-only at run
+# time (the sidecar's root filesystem is read-only); a changed source file is compiled as usual.
+ENV NODE_COMPILE_CACHE=/app/.compile-cache
+RUN node /app/bin/tsmesh.js --version \
+ && node --input-type=module -e "for (const c of ['proxy', 'init', 'injector', 'inject', 'demo']) await import('/app/src/cli/' + c + '.ts'); await import('koffi');" \
+ && chmod -R a+rX /app/.compile-cache
 # The proxy runs as UID 1337, which the iptables rules exempt from redirection. The init
 # container overrides this with runAsUser: 0 and the NET_ADMIN/NET_RAW capabilities.
 USER 1337:1337
