@@ -1,11 +1,18 @@
-// HTTP/1.1 and WebSocket forwarding with http-proxy over the keep-alive pools. One call to
-// `attempt` is one try of a request against one endpoint; the caller (the retry loop) sees the
-// upstream's response head or error and decides whether to `respond` with it or to try again.
-// This module owns the details of a proxied exchange: hop-by-hop headers, request bodies that
-// can be replayed, streaming both ways, an upstream that dies mid-response (the client's
-// response is cut, never left hanging), and cancelling an attempt (its upstream socket closes).
+// HTTP/1.1 forwarding over the keep-alive pools, and WebSocket forwarding with http-proxy. One
+// call to `attempt` is one try of a request against one endpoint; the caller (the retry loop)
+// sees the upstream's response head or error and decides whether to `respond` with it or to
+// try again. This module owns the details of a proxied exchange: hop-by-hop headers, request
+// bodies that can be replayed, streaming both ways, an upstream that dies mid-response (the
+// client's response is cut, never left hanging), and cancelling an attempt (its upstream
+// socket closes).
+//
+// An attempt is one node:http request made here, doing what http-proxy's web pass did for us
+// (the same outgoing request: method, origin-form path, the prepared headers, the pool's
+// agent) without its per-request costs: two url.parse calls, each of which makes Node 24
+// capture a stack trace to decide on a deprecation warning, option copies and its event
+// plumbing (bench/NOTES.md). http-proxy still carries WebSocket upgrades.
 import httpProxy from 'http-proxy';
-import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import { request, type Agent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { stripHopByHop } from './headers.ts';
@@ -37,10 +44,30 @@ export interface Forwarder {
   close(): void;
 }
 
-interface Current {
-  handlers: AttemptHandlers;
-  proxyReq?: ClientRequest;
-  cancelled: boolean;
+const targets = new Map<string, { hostname: string; port: number }>();
+
+/** hostname and port of http://ip:port (IPv6 in brackets), remembered per target. */
+function parseTarget(target: string): { hostname: string; port: number } {
+  let t = targets.get(target);
+  if (!t) {
+    const u = new URL(target);
+    t = { hostname: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) || 80 };
+    if (targets.size >= 4096) targets.clear(); // endpoints come and go: keep the memo bounded
+    targets.set(target, t);
+  }
+  return t;
+}
+
+/** The request target in origin form: an absolute-form URL (an HTTP_PROXY client) loses its scheme and authority. */
+function originForm(url: string | undefined): string {
+  if (!url) return '/';
+  if (url.charCodeAt(0) === 47 /* / */) return url;
+  const scheme = url.indexOf('://');
+  if (scheme === -1) return url;
+  const slash = url.indexOf('/', scheme + 3);
+  const query = url.indexOf('?', scheme + 3);
+  if (slash === -1 || (query !== -1 && query < slash)) return query === -1 ? '/' : `/${url.slice(query)}`;
+  return url.slice(slash);
 }
 
 /** Prepares a client request's headers for forwarding, once (before the first attempt). */
@@ -55,38 +82,45 @@ export function prepareRequestHeaders(req: IncomingMessage): void {
 
 export function createForwarder(): Forwarder {
   const proxy = httpProxy.createProxyServer({ xfwd: false, changeOrigin: false, ws: true, selfHandleResponse: true });
-  const current = new WeakMap<IncomingMessage, Current>();
-
-  proxy.on('proxyReq', (proxyReq, req) => {
-    const c = current.get(req);
-    if (!c) return;
-    c.proxyReq = proxyReq;
-    if (c.cancelled) proxyReq.destroy();
-  });
-
-  proxy.on('proxyRes', (proxyRes, req) => {
-    const c = current.get(req);
-    if (!c || c.cancelled) {
-      proxyRes.destroy();
-      return;
-    }
-    c.handlers.onResponse(proxyRes);
-  });
 
   return {
-    attempt(req, res, target, agent, body, handlers) {
-      const c: Current = { handlers, cancelled: false };
-      current.set(req, c);
-      proxy.web(req, res, { target, agent, ...(body ? { buffer: body } : {}) }, (err) => {
-        if (c.cancelled || current.get(req) !== c) return;
-        c.cancelled = true;
+    attempt(req, _res, target, agent, body, handlers) {
+      let over = false;
+      // DELETE and OPTIONS without a length are sent with an empty body (as http-proxy did).
+      if ((req.method === 'DELETE' || req.method === 'OPTIONS') && !req.headers['content-length']) {
+        req.headers['content-length'] = '0';
+        delete req.headers['transfer-encoding'];
+      }
+      const { hostname, port } = parseTarget(target);
+      // node:http copies the headers when the request is made: a retry's x-tsmesh-attempt is its own.
+      const proxyReq = request({ hostname, port, method: req.method, path: originForm(req.url), headers: req.headers, agent });
+      const onError = (err: Error & { code?: string }) => {
+        if (over) return;
+        over = true;
+        // The client went away first: its own handling (onClientGone) reports the request.
+        if (req.socket.destroyed && err.code === 'ECONNRESET') {
+          proxyReq.destroy();
+          return;
+        }
         handlers.onError(classifyUpstreamError(err));
+      };
+      proxyReq.on('error', onError);
+      req.on('error', onError);
+      req.once('aborted', () => proxyReq.destroy());
+      proxyReq.once('response', (proxyRes: IncomingMessage) => {
+        if (over) {
+          proxyRes.destroy();
+          return;
+        }
+        over = true;
+        handlers.onResponse(proxyRes);
       });
+      (body ?? req).pipe(proxyReq);
       return {
         cancel() {
-          if (c.cancelled) return;
-          c.cancelled = true;
-          c.proxyReq?.destroy();
+          if (over) return;
+          over = true;
+          proxyReq.destroy();
         },
       };
     },
