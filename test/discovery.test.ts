@@ -111,7 +111,7 @@ async function controlPlane(kube: KubeStandin, port = 0): Promise<{ injector: Ru
     kubeConfig: kube.kubeConfig(),
     logger,
     host: '127.0.0.1',
-    routes: [discoveryComponent({ server: { pushDelayMs: 5, minPushIntervalMs: 20 }, reflector: { backoffInitialMs: 50, backoffMaxMs: 500 } })],
+    routes: [discoveryComponent({ server: { pushDelayMs: 5, minPushIntervalMs: 20, concurrentSnapshots: 1 }, reflector: { backoffInitialMs: 50, backoffMaxMs: 500 } })],
   });
   return { injector, logs: lines };
 }

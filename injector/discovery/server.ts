@@ -28,6 +28,8 @@ export const DISCOVERY_SERVER_DEFAULTS = {
   helloTimeoutMs: 10_000,
   maxBufferedBytes: 16 * 1024 * 1024,
   maxSubscriptions: 10_000,
+  /** Snapshots being written at once; the others wait (a reconnect storm costs bounded memory). */
+  concurrentSnapshots: 16,
 } as const;
 
 export interface DiscoveryServerOptions {
@@ -42,6 +44,7 @@ export interface DiscoveryServerOptions {
   readonly pingIntervalMs?: number;
   readonly helloTimeoutMs?: number;
   readonly maxBufferedBytes?: number;
+  readonly concurrentSnapshots?: number;
 }
 
 interface Session {
@@ -64,6 +67,8 @@ interface Session {
   bytes: number;
   messages: number;
   expiry: NodeJS.Timeout | undefined;
+  /** Set while a snapshot to it is being written: releases its slot (once). */
+  snapshotDone: (() => void) | undefined;
 }
 
 export interface SidecarInfo {
@@ -89,9 +94,12 @@ export class DiscoveryServer {
   #version = 0;
   /** What every sidecar's index holds now: key -> entry JSON. */
   readonly #indexed = new Map<string, string>();
-  #indexJson: string | undefined; // "[e1,e2,...]" for snapshots, cached per version
+  /** "[e1,e2,...]" encoded once per version and shared by every snapshot (no copy per sidecar). */
+  #indexBuffer: Buffer | undefined;
   readonly #detailJson = new Map<string, string>();
   #pushTimer: NodeJS.Timeout | undefined;
+  readonly #snapshotQueue = new Set<Session>();
+  #snapshotsWriting = 0;
   #lastPush = 0;
   readonly #ping: NodeJS.Timeout;
   readonly #metrics;
@@ -178,6 +186,7 @@ export class DiscoveryServer {
       bytes: 0,
       messages: 0,
       expiry: undefined,
+      snapshotDone: undefined,
     };
     this.#sessions.add(s);
     // The stream lives no longer than the certificate that opened it: the sidecar comes back with its new one.
@@ -215,6 +224,8 @@ export class DiscoveryServer {
       clearTimeout(hello);
       clearTimeout(s.expiry);
       this.#sessions.delete(s);
+      this.#snapshotQueue.delete(s);
+      s.snapshotDone?.();
       this.#log.info({ stream: s.id, pod: s.pod && `${s.pod.namespace}/${s.pod.name}`, acked: s.acked }, 'sidecar disconnected from discovery');
     });
     ws.on('error', (err) => this.#log.debug({ stream: s.id, err: err.message }, 'discovery stream error'));
@@ -262,7 +273,7 @@ export class DiscoveryServer {
       const e = this.#o.cluster.indexEntry(key);
       if (e) this.#indexed.set(key, JSON.stringify(e));
     }
-    this.#indexJson = undefined;
+    this.#indexBuffer = undefined;
     this.#detailJson.clear();
     this.#log.info({ version: this.#version, services: this.#indexed.size }, 'discovery state built from the lists');
     for (const s of this.#sessions) if (s.pod && s.sent === 0) this.#snapshot(s);
@@ -287,7 +298,7 @@ export class DiscoveryServer {
         set.push(json);
       } else if (this.#indexed.delete(key)) del.push(JSON.stringify(key));
     }
-    if (set.length || del.length) this.#indexJson = undefined;
+    if (set.length || del.length) this.#indexBuffer = undefined;
     const index = set.length || del.length ? `,"index":{"set":[${set.join(',')}],"delete":[${del.join(',')}]}` : '';
     for (const s of this.#sessions) {
       if (s.sent === 0) continue; // its snapshot is still to come, and will be current
@@ -318,10 +329,33 @@ export class DiscoveryServer {
     }, 200);
   }
 
+  /**
+   * A snapshot for `s`, when fewer than `concurrentSnapshots` are being written; else it waits
+   * its turn (then it is built from the state of that moment).
+   */
   #snapshot(s: Session): void {
-    this.#indexJson ??= `[${[...this.#indexed.values()].join(',')}]`;
+    if (this.#snapshotsWriting >= (this.#o.concurrentSnapshots ?? DISCOVERY_SERVER_DEFAULTS.concurrentSnapshots)) {
+      this.#snapshotQueue.add(s);
+      return;
+    }
+    this.#snapshotQueue.delete(s);
+    if (s.ws.readyState !== s.ws.OPEN) return this.#nextSnapshot();
+    this.#snapshotsWriting++;
+    s.snapshotDone = () => {
+      s.snapshotDone = undefined;
+      this.#snapshotsWriting--;
+      this.#nextSnapshot();
+    };
+    this.#indexBuffer ??= Buffer.from(`[${[...this.#indexed.values()].join(',')}]`);
     const services = [...s.subscribed].map((k) => `${JSON.stringify(k)}:${this.#detail(k)}`).join(',');
-    this.#send(s, 'snapshot', `{"type":"snapshot","version":${this.#version},"stream":"${s.id}","index":${this.#indexJson},"services":{${services}}}`);
+    // One message in three frames, the index's the shared buffer; its slot is free once written
+    // to the socket (or the stream closed).
+    this.#send(s, 'snapshot', `{"type":"snapshot","version":${this.#version},"stream":"${s.id}","index":`, this.#indexBuffer, `,"services":{${services}}}`, () => s.snapshotDone?.());
+  }
+
+  #nextSnapshot(): void {
+    const next = this.#snapshotQueue.values().next();
+    if (!next.done) this.#snapshot(next.value);
   }
 
   #detail(key: string): string {
@@ -330,15 +364,21 @@ export class DiscoveryServer {
     return json;
   }
 
-  #send(s: Session, type: 'snapshot' | 'update', text: string): void {
-    if (s.ws.readyState !== s.ws.OPEN) return;
-    s.ws.send(text);
+  #send(s: Session, type: 'snapshot' | 'update', text: string, shared?: Buffer, tail?: string, written?: () => void): void {
+    if (s.ws.readyState !== s.ws.OPEN) return written?.();
+    let bytes = Buffer.byteLength(text);
+    if (shared && tail !== undefined) {
+      s.ws.send(text, { fin: false });
+      s.ws.send(shared, { fin: false, binary: false });
+      s.ws.send(tail, { fin: true }, () => written?.());
+      bytes += shared.length + Buffer.byteLength(tail);
+    } else s.ws.send(text);
     s.sent = this.#version;
     s.unackedSince ??= Date.now();
-    s.bytes += text.length;
+    s.bytes += bytes;
     s.messages++;
     this.#metrics.messages.inc({ type });
-    this.#metrics.bytes.inc(text.length);
+    this.#metrics.bytes.inc(bytes);
   }
 
   #heartbeat(): void {
