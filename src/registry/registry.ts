@@ -30,14 +30,16 @@ export class Registry extends EventEmitter<{ change: [RegistryView] }> {
   #view = RegistryView.empty();
   #loaded = false;
   #onDemand: OnDemandSource | undefined;
+  #ensuring = false; // ensure* looks up itself: its misses load in the foreground
   readonly #hooks: ViewHooks = {
     used: (service) => this.#onDemand?.used(service),
     // A miss with no one awaiting (a pipeline that does not call ensure*): load in the
     // background, so the next lookup finds it.
     missedAuthority: (authority, ns) => {
-      if (this.#onDemand) void this.#loadForAuthority(authority, ns, ENSURE_TIMEOUT_MS);
+      if (this.#onDemand && !this.#ensuring) void this.#loadForAuthority(authority, ns, ENSURE_TIMEOUT_MS);
     },
     missedAddress: (ip, port) => {
+      if (this.#ensuring) return;
       const keys = this.#onDemand?.servicesAt(ip, port);
       if (keys?.length) void this.#onDemand!.load(keys, ENSURE_TIMEOUT_MS);
     },
@@ -69,20 +71,29 @@ export class Registry extends EventEmitter<{ change: [RegistryView] }> {
    * but has not loaded yet. Resolves undefined at once for names no source knows.
    */
   async ensureAuthority(authority: string, callerNamespace: string, timeoutMs = ENSURE_TIMEOUT_MS): Promise<ServiceTarget | undefined> {
-    const hit = this.#view.byAuthority(authority, callerNamespace);
+    const hit = this.#quietly(() => this.#view.byAuthority(authority, callerNamespace));
     if (hit || !this.#onDemand) return hit;
     await this.#loadForAuthority(authority, callerNamespace, timeoutMs);
-    return this.#view.byAuthority(authority, callerNamespace);
+    return this.#quietly(() => this.#view.byAuthority(authority, callerNamespace));
   }
 
   /** `view.byAddress`, waiting (at most `timeoutMs`) on a miss for an address the source's index knows. */
   async ensureAddress(ip: string, port: number, timeoutMs = ENSURE_TIMEOUT_MS): Promise<AddressMatch | undefined> {
-    const hit = this.#view.byAddress(ip, port);
+    const hit = this.#quietly(() => this.#view.byAddress(ip, port));
     if (hit || !this.#onDemand) return hit;
     const keys = this.#onDemand.servicesAt(ip, port);
     if (keys.length === 0) return undefined;
     await this.#onDemand.load(keys, timeoutMs);
-    return this.#view.byAddress(ip, port);
+    return this.#quietly(() => this.#view.byAddress(ip, port));
+  }
+
+  #quietly<T>(lookup: () => T): T {
+    this.#ensuring = true;
+    try {
+      return lookup();
+    } finally {
+      this.#ensuring = false;
+    }
   }
 
   #loadForAuthority(authority: string, callerNamespace: string, timeoutMs: number): Promise<void> {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { RegistryView } from './view.ts';
 import { validateRegistry } from './model.ts';
 import { parseRegistryYaml } from './file-source.ts';
+import { Registry, type OnDemandSource } from './registry.ts';
 
 const data = validateRegistry(
   {
@@ -64,4 +65,66 @@ test('invalid registry files name every bad field', () => {
   assert.throws(() => parseRegistryYaml(':\n  - [', 'r'), /not valid YAML/);
   assert.throws(() => parseRegistryYaml('  \n', 'r'), /the file is empty/, 'a file caught mid-write does not empty the mesh');
   assert.deepEqual(parseRegistryYaml('services: []', 'r'), { services: [], pods: [] });
+});
+
+test('explicit endpoints (EndpointSlice addresses): ready ones only, joined to their pods by IP, the selector unused', () => {
+  const v = new RegistryView(
+    validateRegistry(
+      {
+        services: [
+          {
+            name: 'web',
+            namespace: 'shop',
+            ports: [{ port: 80, targetPort: 8080 }],
+            selector: { app: 'nothing-matches' },
+            endpoints: [{ ip: '10.244.0.1', pod: 'web-1' }, { ip: '10.244.0.2', ready: false }, { ip: '10.244.0.3', pod: 'web-3.stateful' }],
+          },
+        ],
+        pods: [{ name: 'web-1', namespace: 'shop', ip: '10.244.0.1', meshed: true, serviceAccount: 'web' }],
+      },
+      'test',
+    ),
+    1,
+  );
+  const eps = v.endpoints(v.byAuthority('web.shop', 'x')!);
+  assert.deepEqual(eps.map((e) => [e.key, e.pod.name, e.pod.meshed, e.pod.serviceAccount]), [
+    ['10.244.0.1:8080', 'web-1', true, 'web'],
+    ['10.244.0.3:8080', 'web-3.stateful', false, 'default'],
+  ], 'an address without a pod record is a plain, unmeshed endpoint');
+  assert.throws(() => validateRegistry({ services: [{ name: 'a', ports: [{ port: 80 }], endpoints: [{ ip: '10.0.0.1' }, { ip: '10.0.0.1' }] }] }, 'r'), /endpoints\[1\]: duplicate address 10\.0\.0\.1/);
+  assert.throws(() => validateRegistry({ services: [{ name: 'a', ports: [{ port: 80 }], endpoints: [{ ip: 'nope' }] }] }, 'r'), /endpoints\[0\]\.ip: must be an IP address/);
+});
+
+test('Registry.ensure*: from the view at once without an on-demand source; with one, bounded by the timeout', async () => {
+  const registry = new Registry();
+  registry.replace(data);
+  assert.equal((await registry.ensureAuthority('web.shop', 'x'))?.service.name, 'web');
+  assert.equal(await registry.ensureAuthority('nope.shop', 'x'), undefined);
+  const found = await registry.ensureAddress('10.96.0.10', 80);
+  assert.ok(found && 'target' in found);
+
+  // A source that knows "shop/slow" but never delivers it, and "shop/late" that it delivers.
+  const loads: string[][] = [];
+  const source: OnDemandSource = {
+    servicesAt: (ip) => (ip === '10.96.9.9' ? ['shop/late'] : []),
+    has: (ns, name) => ns === 'shop' && (name === 'slow' || name === 'late'),
+    load: (keys, timeoutMs) => {
+      loads.push([...keys]);
+      if (keys.includes('shop/late')) {
+        registry.replace({ services: [...data.services, { name: 'late', namespace: 'shop', clusterIP: '10.96.9.9', ports: [{ port: 80 }], selector: {}, annotations: {} }], pods: data.pods });
+        return Promise.resolve();
+      }
+      return new Promise((resolve) => setTimeout(resolve, timeoutMs));
+    },
+    used: () => undefined,
+  };
+  registry.setOnDemandSource(source);
+  registry.replace(data);
+  assert.equal(await registry.ensureAuthority('slow.shop.svc', 'x', 50), undefined, 'never delivered: undefined after the bound');
+  assert.deepEqual(loads, [['shop/slow']]);
+  const late = await registry.ensureAddress('10.96.9.9', 80);
+  assert.ok(late && 'target' in late && late.target.service.name === 'late', 'loaded by its ClusterIP');
+  assert.equal((await registry.ensureAuthority('late', 'shop'))?.service.name, 'late');
+  assert.equal(await registry.ensureAuthority('other', 'shop'), undefined, 'unknown to the source: no load');
+  assert.ok(!loads.some((k) => k.includes('shop/other')));
 });
