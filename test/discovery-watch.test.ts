@@ -96,6 +96,17 @@ describe('projections: what discovery keeps of each object', () => {
     assert.deepEqual([...c.takeDirty()], ['shop/web'], 'the pod became meshed: its services change');
     c.upsertPod('shop/unrelated', projectPod(pod('unrelated', { sa: 'other' })), undefined);
     assert.equal(c.dirtyCount, 0, 'a pod no slice names');
+
+    // The slice relabelled to another service: its addresses and its pods move with it.
+    c.upsertService('shop/cart', projectService(svc('cart', { clusterIP: '10.96.0.11' }))!, undefined);
+    c.takeDirty();
+    const before = projectSlice(slice('web-1', 'web', [{ addresses: ['10.244.0.1'], targetRef: { kind: 'Pod', name: 'a' } }]))!;
+    c.upsertSlice('shop/web-1', projectSlice(slice('web-1', 'cart', [{ addresses: ['10.244.0.1'], targetRef: { kind: 'Pod', name: 'a' } }]))!, before);
+    assert.deepEqual([...c.takeDirty()].sort(), ['shop/cart', 'shop/web']);
+    assert.deepEqual(c.indexEntry('shop/web')![3], []);
+    assert.deepEqual(c.indexEntry('shop/cart')![3], ['10.244.0.1']);
+    c.upsertPod('shop/a', projectPod(pod('a', { sa: 'moved' })), projectPod(pod('a', { annotations: { 'tsmesh.io/status': '{}' } })));
+    assert.deepEqual([...c.takeDirty()], ['shop/cart'], "the pod's change concerns only the service that now names it");
   });
 });
 

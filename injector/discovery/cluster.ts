@@ -143,7 +143,10 @@ export class ClusterState {
 
   upsertSlice(key: string, s: SliceInfo, previous: SliceInfo | undefined): void {
     if (previous && same(s, previous)) return;
-    if (previous && previous.service !== s.service) this.deleteSlice(key, previous);
+    if (previous && previous.service !== s.service) {
+      this.deleteSlice(key, previous); // relabelled to another service
+      previous = undefined;
+    }
     let slices = this.#slices.get(s.service);
     if (!slices) this.#slices.set(s.service, (slices = new Map()));
     slices.set(key, s);

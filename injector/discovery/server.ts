@@ -358,9 +358,14 @@ export class DiscoveryServer {
     if (!next.done) this.#snapshot(next.value);
   }
 
+  /** A service's details as JSON, cached until it changes ("null" for no such service, not cached: any key may be asked for). */
   #detail(key: string): string {
     let json = this.#detailJson.get(key);
-    if (json === undefined) this.#detailJson.set(key, (json = JSON.stringify(this.#o.cluster.detail(key))));
+    if (json === undefined) {
+      const d = this.#o.cluster.detail(key);
+      json = JSON.stringify(d);
+      if (d) this.#detailJson.set(key, json);
+    }
     return json;
   }
 

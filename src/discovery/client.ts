@@ -152,7 +152,7 @@ export function startDiscoveryClient(o: DiscoveryClientOptions): DiscoveryClient
     const pods = new Map<string, PodSpec>();
     for (const d of details.values()) {
       services.push(d.service);
-      for (const p of d.pods) pods.set(`${p.namespace}/${p.name}`, p);
+      for (const p of d.pods) pods.set(`${p.namespace}/${p.name}/${p.ip}`, p); // a dual-stack pod: one record per address
     }
     const data: RegistryData = { services, pods: [...pods.values()] };
     o.registry.replace(data);
