@@ -12,7 +12,7 @@ import { Registry } from 'prom-client';
 import { KubeStandin, type KubeObject } from './harness/kube-standin.ts';
 import { eventually } from './harness/mesh.ts';
 import { ClusterState, projectPod, projectService, projectSlice } from '../injector/discovery/cluster.ts';
-import { startDiscovery, type Discovery } from '../injector/discovery/index.ts';
+import { startDiscovery, DiscoveryServer, type Discovery } from '../injector/discovery/index.ts';
 import { parseServiceDetail } from '../src/discovery/protocol.ts';
 
 const quiet = pino({ level: 'silent' });
@@ -216,4 +216,28 @@ describe('list+watch against the stand-in API server', () => {
     }
     assert.equal(used.size, 3);
   });
+});
+
+test('pushes are coalesced: a burst of changes is one new version', async () => {
+  const holder: { server?: DiscoveryServer } = {};
+  const cluster = new ClusterState(() => holder.server?.changed());
+  const server = new DiscoveryServer({ cluster, synced: () => true, trustDomain: 'cluster.local', log: quiet, pushDelayMs: 30, minPushIntervalMs: 30 });
+  holder.server = server;
+  try {
+    cluster.upsertService('shop/web', projectService(svc('web'))!, undefined);
+    server.synced();
+    assert.equal(server.version, 1);
+    let previous: ReturnType<typeof projectSlice>;
+    for (let i = 0; i < 50; i++) {
+      const next = projectSlice(slice('web-1', 'web', [{ addresses: [`10.244.0.${i + 1}`] }]))!;
+      cluster.upsertSlice('shop/web-1', next, previous);
+      previous = next;
+    }
+    await eventually(() => server.version > 1, 5000, 'the push');
+    assert.equal(server.version, 2, '50 changes, one push');
+    assert.equal(cluster.dirtyCount, 0);
+    assert.deepEqual(cluster.indexEntry('shop/web')![3], ['10.244.0.50']);
+  } finally {
+    server.close();
+  }
 });
