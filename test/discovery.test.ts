@@ -212,6 +212,24 @@ describe('discovery: the stand-in API -> the control plane -> sidecars -> real a
     assert.equal(b.subscriptions, 1);
   });
 
+  test('the first HTTP request to a service the sidecar has not loaded yet waits for it and is answered', async () => {
+    kube.put(service('late-service'));
+    kube.put(slice('late-service-1', 'late-service', 8080, [{ pod: 'pod-a1', ip: app1.ip }]));
+    // the index (not the details) reaches every sidecar: wait until pod-b's knows the name
+    await eventually(async () => (await client.sidecar.registry.ensureAuthority('nowhere-yet', 'default')) === undefined && client.sidecar.registry.view.service('late-service', 'default') === undefined, 5000, 'the index');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(client.sidecar.registry.view.service('late-service', 'default'), undefined, 'not loaded before its first use');
+    const r = await send(client.outboundURL, { headers: { host: 'late-service' } });
+    assert.equal(r.status, 200, `the first request: ${r.body.toString()}`);
+    assert.equal(r.body.toString(), 'a1');
+    kube.remove('discovery.k8s.io/v1', 'EndpointSlice', 'default', 'late-service-1');
+    kube.remove('v1', 'Service', 'default', 'late-service');
+    await eventually(async () => {
+      const samples = [...parseExposition((await controlPlaneGet(cp.injector.controlPlane.port, '/metrics', root)).body).values()].flatMap((f) => f.samples);
+      return samples.find((m) => m.name === 'tsmesh_discovery_services')?.value === 2;
+    }, 5000, 'the control plane to forget late-service');
+  });
+
   test('adding an EndpointSlice reaches the connected sidecar and traffic goes to the new pod', async () => {
     await client.sidecar.registry.ensureAuthority('pod-service', 'default');
     kube.put(slice('pod-service-2', 'pod-service', 8080, [{ pod: 'pod-a2', ip: app2.ip }]));

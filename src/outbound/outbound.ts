@@ -41,7 +41,7 @@ import { classifyGrpc } from '../classify/classify.ts';
 import type { GrpcMetrics } from '../h2/grpc-metrics.ts';
 import { IDEMPOTENT } from '../retry/replay.ts';
 import type { Registry } from '../registry/registry.ts';
-import type { ServiceTarget } from '../registry/view.ts';
+import type { AddressMatch, ServiceTarget } from '../registry/view.ts';
 import type { Endpoint } from '../registry/model.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
@@ -114,12 +114,20 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     return endpoint;
   };
 
-  const route = (req: IncomingMessage): Routed => routeTo(authorityOf(req) ?? '', connections.get(req.socket));
-  const routeTo = (authority: string, conn: ConnectionTarget | undefined): Routed => {
-    if (conn?.kind === 'pod') return { authority, target: undefined, endpoint: conn.endpoint };
-    const target = conn?.kind === 'service' ? conn.target : registry.view.byAuthority(authority, deps.namespace);
-    if (!target) throw new ProxyError('NO_HEALTHY_ENDPOINTS', `no service in the registry for authority "${authority}"`);
-    return { authority, target, endpoint: undefined };
+  /**
+   * Routes a request: by the connection's destination, else by its authority, then runs `go`
+   * (or `fail` with the routing error). The registry may load a service on first use
+   * (discovery): on a miss this waits for it, at most 1 s; a hit stays synchronous.
+   */
+  const withRoute = (authority: string, conn: ConnectionTarget | undefined, go: (r: Routed) => void, fail: (err: ProxyError) => void): void => {
+    if (conn?.kind === 'pod') return go({ authority, target: undefined, endpoint: conn.endpoint });
+    const routed = (target: ServiceTarget | undefined) => {
+      if (target) go({ authority, target, endpoint: undefined });
+      else fail(new ProxyError('NO_HEALTHY_ENDPOINTS', `no service in the registry for authority "${authority}"`));
+    };
+    const known = conn?.kind === 'service' ? conn.target : registry.view.byAuthority(authority, deps.namespace);
+    if (known) return routed(known);
+    registry.ensureAuthority(authority, deps.namespace).then(routed, () => routed(undefined));
   };
 
   /** What the exchange needs to know of the destination: its endpoints and policy, live. */
@@ -132,8 +140,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     return { name: ep.ip, endpoints: () => [ep], policy: config.policy };
   };
 
-  const destinationOf = (orig: OriginalDestination): ConnectionTarget => {
-    const found = registry.view.byAddress(orig.address, orig.port);
+  const destinationOf = (orig: OriginalDestination, found: AddressMatch | undefined): ConnectionTarget => {
     if (found && 'target' in found) return { kind: 'service', target: found.target };
     if (found) return { kind: 'pod', endpoint: podEndpoint(found.pod, orig.port) };
     return { kind: 'passthrough', address: orig.address, port: orig.port };
@@ -252,29 +259,25 @@ export function createOutbound(deps: OutboundDeps): Outbound {
       finish(line, start, {}, span, grpcStatus)({ status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
     };
     if (overloaded) return refuse(new ProxyError('OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)'));
-    let routed: Routed;
-    try {
-      routed = routeTo(authority, conn);
-    } catch (err) {
-      return refuse(err as ProxyError);
-    }
     const timeout = grpc ? parseGrpcTimeout(headers['grpc-timeout']) : undefined;
     if (timeout instanceof Error) return refuse(new ProxyError('BAD_REQUEST', timeout.message));
-    const dest = destination(routed);
-    span.setDestination(dest.name);
-    span.inject(forward);
-    const wantsRetry = forward['x-tsmesh-retry'] === 'true';
-    delete forward['x-tsmesh-retry'];
-    // gRPC: `timeout` bounds the wait for the response head; the call itself lives as long as
-    // the app keeps it, up to its own grpc-timeout (docs/http2-grpc.md)
-    const deadlines: Deadlines = grpc ? { headMs: dest.policy.timeout, totalMs: timeout ?? null } : { totalMs: dest.policy.timeout, headMs: null };
-    const transport = h2Transport(proxied, {
-      headers: forward,
-      retryable: grpc || wantsRetry || IDEMPOTENT.has(method),
-      deadlineAt: timeout === undefined ? undefined : start + timeout,
-      session: (ep) => deps.exchange.h2.sessionFor(endpointDestination(ep)),
-    });
-    runExchange(deps.exchange, transport, dest, span, finish(line, start, routed, span, grpcStatus), deadlines);
+    withRoute(authority, conn, (routed) => {
+      const dest = destination(routed);
+      span.setDestination(dest.name);
+      span.inject(forward);
+      const wantsRetry = forward['x-tsmesh-retry'] === 'true';
+      delete forward['x-tsmesh-retry'];
+      // gRPC: `timeout` bounds the wait for the response head; the call itself lives as long as
+      // the app keeps it, up to its own grpc-timeout (docs/http2-grpc.md)
+      const deadlines: Deadlines = grpc ? { headMs: dest.policy.timeout, totalMs: timeout ?? null } : { totalMs: dest.policy.timeout, headMs: null };
+      const transport = h2Transport(proxied, {
+        headers: forward,
+        retryable: grpc || wantsRetry || IDEMPOTENT.has(method),
+        deadlineAt: timeout === undefined ? undefined : start + timeout,
+        session: (ep) => deps.exchange.h2.sessionFor(endpointDestination(ep)),
+      });
+      runExchange(deps.exchange, transport, dest, span, finish(line, start, routed, span, grpcStatus), deadlines);
+    }, refuse);
   }, log);
 
   const server = createServer(httpServerOptions(deps.limits), (req, res) => {
@@ -282,46 +285,36 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     const span = deps.tracing.client(req);
     const refused = admission(req, deps.limits, tracker.full);
     if (refused) return fail(req, res, start, refused, span);
-    let routed: Routed;
-    try {
-      routed = route(req);
-    } catch (err) {
-      return fail(req, res, start, err as ProxyError, span);
-    }
-    const dest = destination(routed);
-    span.setDestination(dest.name);
-    span.inject(req.headers);
-    tracker.begin();
-    if (tracker.draining) res.setHeader('connection', 'close');
-    runExchange(deps.exchange, http1Transport(req, res, forwarder, pools), dest, span, finish(lineOf(req, routed.authority), start, routed, span));
+    const go = (routed: Routed) => {
+      const dest = destination(routed);
+      span.setDestination(dest.name);
+      span.inject(req.headers);
+      tracker.begin();
+      if (tracker.draining) res.setHeader('connection', 'close');
+      runExchange(deps.exchange, http1Transport(req, res, forwarder, pools), dest, span, finish(lineOf(req, routed.authority), start, routed, span));
+    };
+    withRoute(authorityOf(req) ?? '', connections.get(req.socket), go, (err) => fail(req, res, start, err, span));
   });
 
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const start = performance.now();
-    let routed: Routed;
-    try {
-      routed = route(req);
-    } catch (err) {
-      const e = err as ProxyError;
-      socket.end(`HTTP/1.1 ${e.status} ${e.reason}\r\nx-tsmesh-error: ${e.reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-      return;
-    }
-    let endpoint: Endpoint;
-    try {
-      endpoint = routed.endpoint ?? pick(routed.target!);
-    } catch (err) {
-      const e = err as ProxyError;
-      socket.end(`HTTP/1.1 ${e.status} ${e.reason}\r\nx-tsmesh-error: ${e.reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-      return;
-    }
-    tracker.begin();
-    req.headers['x-tsmesh-attempt'] = '1';
-    const span = deps.tracing.client(req);
-    span.inject(req.headers);
-    const done = finish(lineOf(req, routed.authority), start, routed, span);
-    forwarder.upgrade(req, socket, head, targetUrl(endpoint), pools.agentFor(endpointDestination(endpoint)), (r) =>
-      done({ status: r.status, error: r.error, endpoint, attempts: 1, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, upstreamMs: undefined }),
-    );
+    const refuse = (e: ProxyError) => socket.end(`HTTP/1.1 ${e.status} ${e.reason}\r\nx-tsmesh-error: ${e.reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    withRoute(authorityOf(req) ?? '', connections.get(req.socket), (routed) => {
+      let endpoint: Endpoint;
+      try {
+        endpoint = routed.endpoint ?? pick(routed.target!);
+      } catch (err) {
+        return refuse(err as ProxyError);
+      }
+      tracker.begin();
+      req.headers['x-tsmesh-attempt'] = '1';
+      const span = deps.tracing.client(req);
+      span.inject(req.headers);
+      const done = finish(lineOf(req, routed.authority), start, routed, span);
+      forwarder.upgrade(req, socket, head, targetUrl(endpoint), pools.agentFor(endpointDestination(endpoint)), (r) =>
+        done({ status: r.status, error: r.error, endpoint, attempts: 1, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, upstreamMs: undefined }),
+      );
+    }, refuse);
   });
   trackConnections(server);
   server.on('clientError', onClientError(log, 'outbound'));
@@ -343,13 +336,19 @@ export function createOutbound(deps: OutboundDeps): Outbound {
         void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => (protocol === 'h2' ? h2.accept(socket, undefined) : http1(socket, undefined)));
         return;
       }
-      const dest = destinationOf(orig);
-      if (dest.kind === 'passthrough' || isOpaque(dest, orig.port)) return tcp(socket, dest);
-      void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => {
-        if (protocol === 'http1') return http1(socket, dest);
-        if (protocol === 'h2') return h2.accept(socket, dest);
-        return tcp(socket, dest);
-      });
+      const proceed = (found: AddressMatch | undefined) => {
+        const dest = destinationOf(orig, found);
+        if (dest.kind === 'passthrough' || isOpaque(dest, orig.port)) return tcp(socket, dest);
+        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => {
+          if (protocol === 'http1') return http1(socket, dest);
+          if (protocol === 'h2') return h2.accept(socket, dest);
+          return tcp(socket, dest);
+        });
+      };
+      // a service discovery has not loaded yet is waited for (at most 1 s); unknown passes through
+      const found = registry.view.byAddress(orig.address, orig.port);
+      if (found) proceed(found);
+      else registry.ensureAddress(orig.address, orig.port).then(proceed, () => proceed(undefined));
     },
   };
 }
