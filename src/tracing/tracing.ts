@@ -6,11 +6,13 @@
 // (tests) keep their own service.name.
 //
 // An unsampled request costs a sampling decision, two ids and the trace headers: no attributes
-// are built and nothing reaches a span processor.
+// are built and nothing reaches a span processor. A sampled one is a MeshSpan (./span.ts): a
+// ReadableSpan made here, handed to the SDK's processors (export, the recent-spans listener)
+// when it ends; the SDK's Tracer is not used on the request path.
 import type { IncomingHttpHeaders } from 'node:http';
 import { randomFillSync } from 'node:crypto';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, isSpanContextValid, trace, type Attributes, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
-import { AlwaysOnSampler, BasicTracerProvider, type IdGenerator, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { SpanKind, SpanStatusCode, TraceFlags, isSpanContextValid, trace, type Attributes, type SpanContext } from '@opentelemetry/api';
+import type { SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log/log.ts';
 import { extractContext, injectContext } from './propagation.ts';
@@ -18,6 +20,7 @@ import { sampleDecision } from './sampler.ts';
 import { podResource, type PodIdentity } from './resource.ts';
 import { BoundedExportProcessor, createOtlpExporter, otlpTargetFromEnv, queueOptionsFromEnv, type ExportStats, type OtlpTarget, type QueueOptions } from './export.ts';
 import { ListenerProcessor, type SpanListener } from './recorder.ts';
+import { MeshSpan, SpanSink } from './span.ts';
 
 type Headers = IncomingHttpHeaders | Record<string, string | string[] | number | undefined>;
 
@@ -132,26 +135,18 @@ export function createTracing(options: TracingOptions): Tracing {
   if (exportProcessor) processors.push(exportProcessor);
   const stats: ExportStats = exportProcessor?.stats ?? { exported: 0, droppedQueueFull: 0, droppedExportFailed: 0 };
 
-  const ids = new IdSource();
-  const provider = new BasicTracerProvider({
-    resource: podResource(options.pod),
-    // The decision is made before a span is started (see start() below).
-    sampler: new AlwaysOnSampler(),
-    idGenerator: ids,
-    spanProcessors: processors,
-  });
-  const tracer = provider.getTracer('tsmesh');
+  const sink = new SpanSink(podResource(options.pod), { name: 'tsmesh' }, processors);
   const sampling = options.sampling;
-  const start = (req: HttpRequestInfo, kind: SpanKind): Span | UnsampledSpan => {
+  const start = (req: HttpRequestInfo, kind: SpanKind): MeshSpan | UnsampledSpan => {
     const parentContext = extractContext(req.headers);
     const found = trace.getSpanContext(parentContext);
     const parent = found && isSpanContextValid(found) ? found : undefined;
     const traceId = parent ? parent.traceId : randomId(16);
+    const traceState = parent?.traceState ? { traceState: parent.traceState } : {};
     if (!sampleDecision(parentContext, parent, traceId, sampling)) {
-      return new UnsampledSpan({ traceId, spanId: randomId(8), traceFlags: TraceFlags.NONE, ...(parent?.traceState ? { traceState: parent.traceState } : {}) });
+      return new UnsampledSpan({ traceId, spanId: randomId(8), traceFlags: TraceFlags.NONE, ...traceState });
     }
-    if (!parent) ids.offerTraceId(traceId);
-    return tracer.startSpan(spanName(req.method), { kind }, parentContext);
+    return new MeshSpan(sink, spanName(req.method), kind, { traceId, spanId: randomId(8), traceFlags: TraceFlags.SAMPLED, ...traceState }, parent);
   };
   if (exportTarget) log?.info({ url: exportTarget.url, protocol: exportTarget.protocol }, 'exporting spans over OTLP');
 
@@ -159,7 +154,7 @@ export function createTracing(options: TracingOptions): Tracing {
   return {
     client(req) {
       const span = start(req, SpanKind.CLIENT);
-      return span instanceof UnsampledSpan ? span : clientSpan(tracer, span, req);
+      return span instanceof UnsampledSpan ? span : clientSpan(sink, span, req);
     },
     server(req, peer) {
       const span = start(req, SpanKind.SERVER);
@@ -168,12 +163,12 @@ export function createTracing(options: TracingOptions): Tracing {
     onSpanEnd: (listener) => listeners.add(listener),
     exportTarget,
     stats,
-    forceFlush: () => provider.forceFlush(),
+    forceFlush: () => sink.forceFlush(),
     shutdown(timeoutMs = 2000) {
       shutdown ??= new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, timeoutMs);
         timer.unref();
-        provider.shutdown().then(
+        sink.shutdown().then(
           () => {
             clearTimeout(timer);
             resolve();
@@ -227,7 +222,7 @@ function hostPort(authority: string, defaultPort: number): { host: string; port:
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: m[2] ? Number(m[2]) : defaultPort };
 }
 
-function endAttributes(span: Span, result: HttpOutcome, errorFrom: number): void {
+function endAttributes(span: MeshSpan, result: HttpOutcome, errorFrom: number): void {
   if (result.status > 0) span.setAttribute('http.response.status_code', result.status);
   if (result.error) {
     span.setAttribute('error.type', result.error.reason);
@@ -259,25 +254,6 @@ function randomId(bytes: number): string {
   return id;
 }
 
-/**
- * The SDK's id generator. A new trace's id is chosen before the sampling decision (the ratio
- * is applied to it), then handed to the SDK for the span it starts right after.
- */
-class IdSource implements IdGenerator {
-  #next: string | undefined;
-  offerTraceId(traceId: string): void {
-    this.#next = traceId;
-  }
-  generateTraceId(): string {
-    const id = this.#next ?? randomId(16);
-    this.#next = undefined;
-    return id;
-  }
-  generateSpanId(): string {
-    return randomId(8);
-  }
-}
-
 class UnsampledSpan implements ClientSpan, ServerSpan {
   readonly sampled = false;
   readonly context: SpanContext;
@@ -295,9 +271,9 @@ class UnsampledSpan implements ClientSpan, ServerSpan {
 }
 
 class RecordingAttempt implements AttemptSpan {
-  readonly #span: Span;
+  readonly #span: MeshSpan;
   #ended = false;
-  constructor(span: Span) {
+  constructor(span: MeshSpan) {
     this.#span = span;
   }
   end(result: HttpOutcome & { readonly outcome: AttemptOutcome }): void {
@@ -312,12 +288,12 @@ class RecordingAttempt implements AttemptSpan {
 class RecordingClientSpan implements ClientSpan {
   readonly sampled = true;
   readonly context: SpanContext;
-  readonly #span: Span;
-  readonly #tracer: Tracer;
+  readonly #span: MeshSpan;
+  readonly #sink: SpanSink;
   readonly #method: string;
   #ended = false;
-  constructor(tracer: Tracer, span: Span, method: string) {
-    this.#tracer = tracer;
+  constructor(sink: SpanSink, span: MeshSpan, method: string) {
+    this.#sink = sink;
     this.#span = span;
     this.#method = method;
     this.context = span.spanContext();
@@ -337,8 +313,8 @@ class RecordingClientSpan implements ClientSpan {
     };
     if (n > 1) attrs['http.request.resend_count'] = n - 1;
     if (endpoint.pod) attrs['tsmesh.endpoint.pod'] = endpoint.pod;
-    const parent = trace.setSpan(ROOT_CONTEXT, this.#span);
-    return new RecordingAttempt(this.#tracer.startSpan(`${this.#method} attempt ${n}`, { kind: SpanKind.INTERNAL, attributes: attrs }, parent));
+    const context: SpanContext = { ...this.context, spanId: randomId(8), isRemote: false };
+    return new RecordingAttempt(new MeshSpan(this.#sink, `${this.#method} attempt ${n}`, SpanKind.INTERNAL, context, this.context, attrs));
   }
   end(result: HttpOutcome): void {
     if (this.#ended) return;
@@ -351,9 +327,9 @@ class RecordingClientSpan implements ClientSpan {
 class RecordingServerSpan implements ServerSpan {
   readonly sampled = true;
   readonly context: SpanContext;
-  readonly #span: Span;
+  readonly #span: MeshSpan;
   #ended = false;
-  constructor(span: Span) {
+  constructor(span: MeshSpan) {
     this.#span = span;
     this.context = span.spanContext();
   }
@@ -368,8 +344,8 @@ class RecordingServerSpan implements ServerSpan {
   }
 }
 
-function clientSpan(tracer: Tracer, span: Span, req: HttpRequestInfo): ClientSpan {
-  const attrs: Attributes = {};
+function clientSpan(sink: SpanSink, span: MeshSpan, req: HttpRequestInfo): ClientSpan {
+  const attrs = span.attributes;
   methodAttributes(attrs, req.method);
   const target = splitTarget(req.url);
   const authority = target.authority ?? (typeof req.headers.host === 'string' ? req.headers.host : '');
@@ -381,12 +357,12 @@ function clientSpan(tracer: Tracer, span: Span, req: HttpRequestInfo): ClientSpa
   if (req.httpVersion) attrs['network.protocol.version'] = req.httpVersion;
   const ua = req.headers['user-agent'];
   if (ua) attrs['user_agent.original'] = ua;
-  span.setAttributes(attrs);
-  return new RecordingClientSpan(tracer, span, spanName(req.method));
+  return new RecordingClientSpan(sink, span, spanName(req.method));
 }
 
-function serverSpan(span: Span, req: HttpRequestInfo, peer: PeerInfo = {}): ServerSpan {
-  const attrs: Attributes = { 'url.scheme': 'http' };
+function serverSpan(span: MeshSpan, req: HttpRequestInfo, peer: PeerInfo = {}): ServerSpan {
+  const attrs = span.attributes;
+  attrs['url.scheme'] = 'http';
   methodAttributes(attrs, req.method);
   attrs['url.path'] = splitTarget(req.url).path;
   const host = req.headers.host;
@@ -404,6 +380,5 @@ function serverSpan(span: Span, req: HttpRequestInfo, peer: PeerInfo = {}): Serv
   if (req.httpVersion) attrs['network.protocol.version'] = req.httpVersion;
   const ua = req.headers['user-agent'];
   if (ua) attrs['user_agent.original'] = ua;
-  span.setAttributes(attrs);
   return new RecordingServerSpan(span);
 }
