@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { makeCerts } from './lib/certs.ts';
 import { appConf, startNginx } from './lib/nginx.ts';
-import { startTsmeshPair } from './lib/tsmesh.ts';
+import { startTsmeshPair, warmCompileCache } from './lib/tsmesh.ts';
 import { fixedRate, highestThroughput, probe, writeLoadFiles, PAYLOAD } from './lib/load.ts';
 import { stopAll, stopTree, treeCpuSeconds, treeMemory, sleep } from './lib/procs.ts';
 import { latencyOf } from './lib/results.ts';
@@ -97,6 +97,7 @@ async function main(): Promise<void> {
   try {
     const certs = await makeCerts(join(work, 'certs'), [topology.podA.name, topology.podB.name], topology.namespace);
     const files = await writeLoadFiles(work);
+    await warmCompileCache(repoRoot, join(work, 'compile-cache.log'));
     const app = await startNginx('app (nginx)', join(work, 'app'), appConf(join(work, 'app'), PAYLOAD), topology.app);
     await probe(directUrl);
     const pair = await startTsmeshPair({ repoRoot, dir: join(work, 'pair'), mtls, certs, nodeArgs, env, annotations });

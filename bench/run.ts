@@ -11,12 +11,12 @@ import { BenchError } from './lib/errors.ts';
 import { parseOptions, HELP, type Options } from './lib/options.ts';
 import { makeCerts, type PodCert } from './lib/certs.ts';
 import { appConf, proxyConf, startNginx, NGINX_WORKERS } from './lib/nginx.ts';
-import { startTsmeshPair, NotAvailable, HANDSHAKE_OK } from './lib/tsmesh.ts';
+import { startTsmeshPair, warmCompileCache, NotAvailable, HANDSHAKE_OK } from './lib/tsmesh.ts';
 import { probe, fixedRate, highestThroughput, writeLoadFiles, PAYLOAD, type LoadFiles } from './lib/load.ts';
-import { stopAll, stopTree, treeCpuSeconds, treeMemory, type Proc } from './lib/procs.ts';
+import { stopAll, stopTree, treeCpuSeconds, treeMemory, largestTreeMemory, type Proc } from './lib/procs.ts';
 import { toolVersions, nodeVersion, machineInfo, loadAverage, cpuSample, stealPercent, gitDescribe, type Versions } from './lib/machine.ts';
-import { CASE_LABELS, latencyOf, summarize, ratios, type CaseId, type Measurement } from './lib/results.ts';
-import { textTable, markdownTable, ratioLines, perPassTable, latencySvg, recordRun } from './lib/report.ts';
+import { CASE_LABELS, latencyOf, summarize, ratios, goals, type CaseId, type Measurement } from './lib/results.ts';
+import { textTable, markdownTable, ratioLines, goalLines, perPassTable, latencySvg, recordRun } from './lib/report.ts';
 import { mergeSorted } from './lib/stats.ts';
 import { topology, directUrl, pairUrl } from './lib/topology.ts';
 
@@ -97,7 +97,10 @@ async function measure(runner: Runner, pass: number, position: 'start' | 'end' |
       if (pair.observedMtls !== undefined) m.observedMtls = pair.observedMtls;
     }
     await probe(runner.url);
-    if (pair) m.idleRssMiB = treeMemory(pair.procs.map((p) => p.pid)).rssKiB / MiB;
+    if (pair) {
+      m.idleRssMiB = treeMemory(pair.procs.map((p) => p.pid)).rssKiB / MiB;
+      m.proxyIdleRssMiB = largestTreeMemory(pair.procs.map((p) => p.pid)).rssKiB / MiB;
+    }
     const load = { url: runner.url, rate: opts.rate, connections: opts.connections, files, workDir: work, spread: opts.spread };
     say(`${label}: ${opts.warmupSeconds}s warm-up, then ${opts.seconds}s at ${opts.rate} req/s over ${opts.connections} connections`);
     const warm = await fixedRate({ ...load, seconds: opts.warmupSeconds, tag: `${tag}-warmup` });
@@ -118,6 +121,9 @@ async function measure(runner: Runner, pass: number, position: 'start' | 'end' |
       m.cpuPer1000 = fr.requests > 0 ? (m.cpuSeconds / fr.requests) * 1000 : NaN;
       m.rssMiB = mem.rssKiB / MiB;
       m.processes = mem.processes;
+      const proxy = largestTreeMemory(pids);
+      m.proxyRssMiB = proxy.rssKiB / MiB;
+      m.proxyAnonMiB = proxy.anonKiB / MiB;
     }
     if (fr.errors > 0) {
       m.status = 'failed';
@@ -197,6 +203,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     const certs = await makeCerts(join(work, 'certs'), [topology.podA.name, topology.podB.name], topology.namespace);
     const files = await writeLoadFiles(work);
+    if (pairs.some((c) => c.startsWith('tsmesh'))) await warmCompileCache(repoRoot, join(work, 'compile-cache.log'));
     const app = await startNginx('app (nginx)', join(work, 'app'), appConf(join(work, 'app'), PAYLOAD), topology.app);
     await probe(directUrl);
     say(`app listening on ${directUrl} (nginx, ${NGINX_WORKERS} worker, 1 KB answer)`);
@@ -237,6 +244,7 @@ async function main(argv: string[]): Promise<number> {
 
   const summaries = opts.cases.map((id) => summarize(measurements, id));
   const ratioList = ratios(summaries);
+  const goalList = goals(summaries);
   const notes: string[] = [];
   for (const s of summaries) {
     if (s.status === 'not-available') notes.push(`${CASE_LABELS[s.caseId]}: not available yet: ${s.reasons.join('; ')}`);
@@ -251,6 +259,7 @@ async function main(argv: string[]): Promise<number> {
   process.stdout.write('Latencies are medians over passes; "added" is the case minus direct in the same pass. CPU, RSS: the pair\'s processes.\n');
   for (const line of ratioLines(ratioList)) process.stdout.write(`${line}\n`);
   if (ratioList.length === 0) process.stdout.write('No tsmesh/nginx ratios: no tsmesh case and its nginx counterpart both ran.\n');
+  if (goalList.length > 0) process.stdout.write(`Issue #10 goals (full pipeline, mTLS):\n${goalLines(goalList).map((l) => `  ${l}\n`).join('')}`);
   for (const n of notes) process.stdout.write(`note: ${n}\n`);
   process.stdout.write(`hypervisor steal during the run: ${steal.toFixed(1)}%; load average ${load0} before, ${load1} after; ${elapsed.toFixed(0)} s\n`);
 
@@ -284,6 +293,7 @@ async function main(argv: string[]): Promise<number> {
       markdownTable(summaries),
       '',
       ...(ratioList.length ? ratioLines(ratioList).map((l) => `- ${l}`) : ['- No tsmesh/nginx ratios: no tsmesh case and its nginx counterpart both ran.']),
+      ...(goalList.length ? ['', 'Issue #10 goals (full pipeline: mTLS, tracing at sampling 1, metrics, access logs):', '', ...goalLines(goalList).map((l) => `- ${l}`)] : []),
       ...(notes.length ? ['', 'Notes:', '', ...notes.map((n) => `- ${n}`)] : []),
       '',
       `![latency by percentile](results/${dated})`,

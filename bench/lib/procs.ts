@@ -195,11 +195,18 @@ export interface Memory {
   rssKiB: number;
   /** Sum of VmHWM (peak RSS) over the same processes, in KiB. */
   hwmKiB: number;
+  /** Sum of RssAnon (the part of RSS that is the processes' own memory, not mapped files such as the executable), in KiB. */
+  anonKiB: number;
   processes: number;
 }
 
+/** The memory of the largest of `roots` (each with its descendants): one proxy of a pair. */
+export function largestTreeMemory(roots: readonly number[]): Memory {
+  return roots.map((r) => treeMemory([r])).reduce((a, b) => (b.rssKiB > a.rssKiB ? b : a), { rssKiB: 0, hwmKiB: 0, anonKiB: 0, processes: 0 });
+}
+
 export function treeMemory(roots: readonly number[]): Memory {
-  const mem: Memory = { rssKiB: 0, hwmKiB: 0, processes: 0 };
+  const mem: Memory = { rssKiB: 0, hwmKiB: 0, anonKiB: 0, processes: 0 };
   for (const root of roots) {
     for (const pid of [root, ...descendants(root)]) {
       let text: string;
@@ -210,6 +217,7 @@ export function treeMemory(roots: readonly number[]): Memory {
       }
       mem.rssKiB += Number(/^VmRSS:\s+(\d+)/m.exec(text)?.[1] ?? 0);
       mem.hwmKiB += Number(/^VmHWM:\s+(\d+)/m.exec(text)?.[1] ?? 0);
+      mem.anonKiB += Number(/^RssAnon:\s+(\d+)/m.exec(text)?.[1] ?? 0);
       mem.processes += 1;
     }
   }

@@ -2,7 +2,7 @@
 // (newest run first, older runs kept below) and the latency-by-percentile chart as plain SVG.
 import { readFile, writeFile } from 'node:fs/promises';
 import { percentile } from './stats.ts';
-import { CASE_LABELS, type CaseId, type CaseSummary, type Measurement, type Ratio, baselineOf } from './results.ts';
+import { CASE_LABELS, type CaseId, type CaseSummary, type Measurement, type Ratio, type Goal, baselineOf } from './results.ts';
 
 const ms = (v: number): string => (Number.isFinite(v) ? (Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2)) : '-');
 const num = (v: number, digits: number): string => (Number.isFinite(v) ? v.toFixed(digits) : '-');
@@ -53,6 +53,12 @@ function mdTable(header: string[], body: string[][]): string {
 
 export function markdownTable(summaries: readonly CaseSummary[]): string {
   return mdTable(HEADER, rows(summaries));
+}
+
+/** The goal lines: what, the value, the limit, met or missed. */
+export function goalLines(list: readonly Goal[]): string[] {
+  const v = (g: Goal, n: number) => (g.unit === 'x' ? x(n) : `${n.toFixed(1)} MiB`);
+  return list.map((g) => `${g.met ? 'met' : 'MISSED'}: ${g.what} ${v(g, g.limit)}: ${v(g, g.value)}${g.detail ? ` (${g.detail})` : ''}`);
 }
 
 export function ratioLines(list: readonly Ratio[]): string[] {

@@ -38,6 +38,10 @@ export interface Measurement {
   rssMiB?: number;
   hwmMiB?: number;
   processes?: number;
+  /** One proxy of the pair (the larger): RSS idle, RSS and RssAnon at the end of the fixed-rate run. */
+  proxyIdleRssMiB?: number;
+  proxyRssMiB?: number;
+  proxyAnonMiB?: number;
   maxRps?: number;
   /** tsmesh only: the mtls label the server-side sidecar's metrics report. */
   observedMtls?: string;
@@ -67,6 +71,9 @@ export interface CaseSummary {
   rssMiB: number;
   hwmMiB: number;
   processes: number;
+  proxyIdleRssMiB: number;
+  proxyRssMiB: number;
+  proxyAnonMiB: number;
   maxRps: number;
   achievedRps: number;
   errors: number;
@@ -107,6 +114,9 @@ export function summarize(all: readonly Measurement[], caseId: CaseId): CaseSumm
     rssMiB: med((m) => m.rssMiB),
     hwmMiB: med((m) => m.hwmMiB),
     processes: med((m) => m.processes),
+    proxyIdleRssMiB: med((m) => m.proxyIdleRssMiB),
+    proxyRssMiB: med((m) => m.proxyRssMiB),
+    proxyAnonMiB: med((m) => m.proxyAnonMiB),
     maxRps: med((m) => m.maxRps),
     achievedRps: med((m) => m.achievedRps),
     errors: runs.reduce((s, m) => s + (m.errors ?? 0), 0),
@@ -150,4 +160,42 @@ export function ratios(summaries: readonly CaseSummary[]): Ratio[] {
     });
   }
   return out;
+}
+
+export interface Goal {
+  readonly what: string;
+  readonly value: number;
+  readonly limit: number;
+  readonly met: boolean;
+  /** How the value is written (a ratio "1.23x" or MiB). */
+  readonly unit: 'x' | 'MiB';
+  readonly detail?: string;
+}
+
+/**
+ * Issue #10's goals for the full pipeline (mTLS, tracing, metrics, access logs): tsmesh's mTLS
+ * pair against nginx's, and one tsmesh sidecar's memory. Empty when either mTLS case did not run.
+ */
+export function goals(summaries: readonly CaseSummary[]): Goal[] {
+  const by = new Map(summaries.map((s) => [s.caseId, s]));
+  const t = by.get('tsmesh-mtls');
+  const n = by.get('nginx-mtls');
+  if (!t || !n || t.status !== 'ok' || n.status !== 'ok') return [];
+  const r = (x: number, y: number) => (x > 0 && y > 0 ? x / y : NaN);
+  const at = (what: string, value: number, limit: number, unit: 'x' | 'MiB', atMost: boolean, detail?: string): Goal => ({
+    what,
+    value,
+    limit,
+    unit,
+    met: Number.isFinite(value) && (atMost ? value <= limit : value >= limit),
+    ...(detail ? { detail } : {}),
+  });
+  return [
+    at('added p50, tsmesh/nginx (mTLS) at most', r(t.addedMs.p50, n.addedMs.p50), 1.5, 'x', true),
+    at('added p99, tsmesh/nginx (mTLS) at most', r(t.addedMs.p99, n.addedMs.p99), 1.5, 'x', true),
+    at('CPU per 1000 req, tsmesh/nginx (mTLS) at most', r(t.cpuPer1000, n.cpuPer1000), 2, 'x', true),
+    at('RSS of one sidecar under load below', t.proxyRssMiB, 80, 'MiB', true, `RssAnon ${t.proxyAnonMiB.toFixed(1)} MiB; the rest is mapped files, mostly the node executable`),
+    at('RSS of one sidecar idle below', t.proxyIdleRssMiB, 50, 'MiB', true),
+    at('highest req/s, tsmesh/nginx (mTLS) at least', r(t.maxRps, n.maxRps), 0.4, 'x', false),
+  ];
 }

@@ -9,7 +9,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { stringify } from 'yaml';
 import { formatPodInfo } from '../../src/config/podinfo.ts';
 import type { PodCert } from './certs.ts';
-import { startProcess, waitListening, assertPortFree, stopTree, sleep, tail, type Proc } from './procs.ts';
+import { startProcess, waitListening, assertPortFree, stopTree, sleep, tail, runToEnd, type Proc } from './procs.ts';
 import { probe } from './load.ts';
 import { topology, pairUrl } from './topology.ts';
 
@@ -23,6 +23,15 @@ export interface TsmeshPair {
   readonly procs: Proc[];
   /** What pod-a's metrics say about mTLS on inbound ("true", "false", "unknown"), or HANDSHAKE_OK. */
   readonly observedMtls: string;
+}
+
+/**
+ * Loads the proxy's modules once (`tsmesh proxy --help`), so Node's compile cache (bin/tsmesh.js)
+ * holds them before the first pair starts, as the image's cache made at build time does: every
+ * pair then starts the way a sidecar in a pod starts, without compiling or type stripping.
+ */
+export async function warmCompileCache(repoRoot: string, logFile: string): Promise<void> {
+  await runToEnd('tsmesh proxy --help (compile cache)', join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'bin/tsmesh.js'), 'proxy', '--help'], { timeoutMs: 60_000, logFile });
 }
 
 /** The sidecar cannot run this case yet: reported as "not available yet", not as a failure. */
