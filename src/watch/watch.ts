@@ -1,9 +1,10 @@
 // Watches a small file (a registry, the downward-API annotations, certificates) and calls
 // `onChange` with its new content whenever the content changes. Kubernetes updates mounted
 // files by swapping a symlink, which inotify on the file misses, so this watches the folder
-// for promptness and also polls the content, which catches every kind of update.
+// for promptness and also polls, which catches every kind of update. The poll costs one stat:
+// the file is read again only when its inode, size or change times differ.
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 export interface FileWatch {
@@ -18,8 +19,23 @@ export function watchFile(
   options: { intervalMs?: number } = {},
 ): FileWatch {
   let last: string | null | undefined;
+  let lastStat: string | undefined;
   let running: Promise<void> | undefined;
   let closed = false;
+
+  /** Whether the file may have changed since the last read, by one stat (follows symlinks). */
+  const moved = async (): Promise<boolean> => {
+    let now: string;
+    try {
+      const st = await stat(path, { bigint: true });
+      now = `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    } catch (err) {
+      now = `error:${(err as NodeJS.ErrnoException).code}`;
+    }
+    if (now === lastStat) return false;
+    lastStat = now;
+    return true;
+  };
 
   const read = async (): Promise<void> => {
     let content: string | null;
@@ -38,6 +54,9 @@ export function watchFile(
     running ??= read().finally(() => (running = undefined));
     return running;
   };
+  const poll = async (): Promise<void> => {
+    if (await moved()) await check();
+  };
 
   let watcher: FSWatcher | undefined;
   try {
@@ -46,7 +65,7 @@ export function watchFile(
   } catch {
     watcher = undefined; // polling alone still works
   }
-  const timer = setInterval(() => void check(), options.intervalMs ?? 1000);
+  const timer = setInterval(() => void poll(), options.intervalMs ?? 1000);
   timer.unref();
   return {
     close() {
