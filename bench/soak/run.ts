@@ -3,7 +3,7 @@
 // growth trend, the error rate the client sees (only what the retry budget could not save),
 // and file descriptors at the end equal to the start.
 //
-//   node bench/soak/run.ts [--minutes 30] [--rps 500]
+//   node bench/soak/run.ts [--minutes 30] [--rps 500] [--settle 70]
 // Needs h2load (Debian nghttp2-client). Everything on loopback (127.0.8.x). Results are
 // appended to bench/soak/RESULTS.md.
 import { spawn, execFileSync } from 'node:child_process';
@@ -15,7 +15,7 @@ import { stringify } from 'yaml';
 import { createCA, writeWorkloadIdentity } from '../../src/localcluster/identity.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const { values } = parseArgs({ options: { minutes: { type: 'string', default: '30' }, rps: { type: 'string', default: '500' } } });
+const { values } = parseArgs({ options: { minutes: { type: 'string', default: '30' }, rps: { type: 'string', default: '500' }, settle: { type: 'string', default: '70' } } });
 const minutes = Number(values.minutes);
 const rps = Number(values.rps);
 const A = '127.0.8.10';
@@ -67,7 +67,14 @@ async function main(): Promise<number> {
     }, 10_000);
     const out = await run('h2load', ['--h1', `-c${CONNECTIONS}`, '--rps', String(rps / CONNECTIONS), '-D', String(Math.round(minutes * 60)), '-H', ':authority: pod-service', `http://${B}:15001/`]);
     clearInterval(sampler);
-    await new Promise((r) => setTimeout(r, 2000)); // idle keep-alive connections settle
+    // Pooled keep-alive connections stay open while they are useful: right after the load they
+    // are still there; after the idle timeouts (60 s for the listeners, 50 s for the mesh
+    // pools) they are closed, and the descriptors must be back where they started.
+    await new Promise((r) => setTimeout(r, 2000));
+    const fdsAfterLoad = { a: await fds(pids['pod-a']!), b: await fds(pids['pod-b']!) };
+    const settle = Number(values.settle);
+    console.log(`load done; waiting ${settle} s for idle connections to close`);
+    await new Promise((r) => setTimeout(r, settle * 1000));
     const fdsAtEnd = { a: await fds(pids['pod-a']!), b: await fds(pids['pod-b']!) };
     const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
     const done = /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
@@ -77,14 +84,14 @@ async function main(): Promise<number> {
     const half = samples.slice(Math.floor(samples.length / 2));
     const lines = [
       `\n## Soak ${new Date().toISOString()}: ${minutes} min at ${rps} req/s, mTLS pair, upstream failing 5%`,
-      `Machine: ${cpus()[0]?.model ?? '?'}, ${cpus().length} cores; Node ${process.version}; command: \`node bench/soak/run.ts --minutes ${minutes} --rps ${rps}\``,
+      `Machine: ${cpus()[0]?.model ?? '?'}, ${cpus().length} cores; Node ${process.version}; command: \`node bench/soak/run.ts --minutes ${minutes} --rps ${rps} --settle ${settle}\``,
       '',
       '| measure | pod-b (client side) | pod-a (server side) |',
       '| --- | --- | --- |',
       `| RSS first sample / last sample (MiB) | ${samples[0]?.b.toFixed(0)} / ${samples.at(-1)?.b.toFixed(0)} | ${samples[0]?.a.toFixed(0)} / ${samples.at(-1)?.a.toFixed(0)} |`,
       `| RSS min / max over the run (MiB) | ${min(samples.map((s) => s.b))} / ${max(samples.map((s) => s.b))} | ${min(samples.map((s) => s.a))} / ${max(samples.map((s) => s.a))} |`,
       `| RSS trend over the whole run / the second half (MiB per minute) | ${trend('b').toFixed(2)} / ${slope(half.map((s) => [s.t, s.b])).toFixed(2)} | ${trend('a').toFixed(2)} / ${slope(half.map((s) => [s.t, s.a])).toFixed(2)} |`,
-      `| file descriptors at start / end | ${fdsAtStart.b} / ${fdsAtEnd.b} | ${fdsAtStart.a} / ${fdsAtEnd.a} |`,
+      `| file descriptors at start / right after the load (pooled connections open) / ${settle} s later | ${fdsAtStart.b} / ${fdsAfterLoad.b} / ${fdsAtEnd.b} | ${fdsAtStart.a} / ${fdsAfterLoad.a} / ${fdsAtEnd.a} |`,
       '',
       `Requests: ${total} done; errors seen by the client: ${errors} (${((100 * errors) / Math.max(1, total)).toFixed(3)}%) — the upstream failed 5% of the tries it saw; the retry budget turned the rest into successes.`,
       '',
