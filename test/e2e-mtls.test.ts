@@ -4,32 +4,24 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { netnsCluster, NODE, APP_UID, type NetnsCluster } from './harness/netns.ts';
-import { createCA, writeWorkloadIdentity } from './harness/identity.ts';
 import { eventually } from './harness/mesh.ts';
 
 const skip = process.getuid?.() !== 0 ? 'needs root' : spawnSync('tcpdump', ['--version']).status !== 0 ? 'needs tcpdump' : false;
 let cluster: NetnsCluster;
-let dir: string;
 const SECRET = 'the-secret-path-9f3a';
 
 before(async () => {
   if (skip) return;
-  dir = await mkdtemp(join(tmpdir(), 'tsmesh-e2e-mtls-'));
-  await chmod(dir, 0o755); // the sidecars (UID 1337) read their certificates here
-  const ca = await createCA({ trustDomain: 'cluster.local' });
-  const certs: Record<string, string> = {};
-  for (const name of ['pod-a', 'pod-b']) certs[name] = await writeWorkloadIdentity(ca, join(dir, name), { namespace: 'default', serviceAccount: name });
   cluster = await netnsCluster({
     pods: [
       { name: 'pod-a', labels: { app: 'web-app' }, serviceAccount: 'pod-a', sidecar: true },
       { name: 'pod-b', labels: { app: 'client' }, serviceAccount: 'pod-b', sidecar: true },
     ],
     services: [{ name: 'pod-service', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web-app' } }],
-    sidecarEnv: (pod) => ({ TSMESH_TLS_DIR: certs[pod.name]! }),
+    mtls: true,
   });
   await cluster
     .spawn('pod-a', [NODE, '--input-type=module', '-e', `import http from 'node:http'; http.createServer((q, s) => s.end('xfcc=' + q.headers['x-forwarded-client-cert'])).listen(8080, () => console.log('ready'))`], { uid: APP_UID })
@@ -37,11 +29,10 @@ before(async () => {
 });
 after(async () => {
   await cluster?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 test('pod-b -> pod-service -> pod-a is encrypted and authenticated: the bridge never carries the plaintext', { skip }, async () => {
-  const pcap = join(dir, 'bridge.pcap');
+  const pcap = join(cluster.dir, 'bridge.pcap');
   const capture = spawn('ip', ['netns', 'exec', cluster.nodeNetns, 'tcpdump', '-Z', 'root', '-i', 'veth0', '--immediate-mode', '-U', '-s', '0', '-w', pcap, 'tcp'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let tcpdumpErr = '';
   capture.stderr.on('data', (d) => (tcpdumpErr += d));

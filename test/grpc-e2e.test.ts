@@ -4,16 +4,12 @@
 // dials pod-service:80 as h2c, and pod-a's server listens on 8080. Needs root.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { netnsCluster, NODE, APP_UID, ROOT, type NetnsCluster } from './harness/netns.ts';
-import { createCA, writeWorkloadIdentity } from './harness/identity.ts';
 import { eventually } from './harness/mesh.ts';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces and iptables)' : false;
 let cluster: NetnsCluster;
-let dir: string;
 
 // The service, JSON messages, shared by the app and the client scripts.
 // @grpc/grpc-js is this checkout's, whatever the working directory.
@@ -67,24 +63,18 @@ const sidecarLines = (pod: string): Record<string, unknown>[] =>
 
 before(async () => {
   if (skip) return;
-  dir = await mkdtemp(join(tmpdir(), 'tsmesh-grpc-e2e-'));
-  await chmod(dir, 0o755); // the sidecars (UID 1337) read their certificates here
-  const ca = await createCA({ trustDomain: 'cluster.local' });
-  const certs: Record<string, string> = {};
-  for (const name of ['pod-a', 'pod-b']) certs[name] = await writeWorkloadIdentity(ca, join(dir, name), { namespace: 'default', serviceAccount: name });
   cluster = await netnsCluster({
     pods: [
       { name: 'pod-a', labels: { app: 'web-app' }, serviceAccount: 'pod-a', sidecar: true },
       { name: 'pod-b', labels: { app: 'client' }, serviceAccount: 'pod-b', sidecar: true },
     ],
     services: [{ name: 'pod-service', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web-app' } }],
-    sidecarEnv: (pod) => ({ TSMESH_TLS_DIR: certs[pod.name]! }),
+    mtls: true,
   });
   await cluster.spawn('pod-a', [NODE, '--input-type=module', '-e', APP], { uid: APP_UID }).waitForLine(/app ready|failed/);
 });
 after(async () => {
   await cluster?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 test('a gRPC client in pod-b calls pod-service as plain h2c: intercepted, mTLS between the sidecars, unary and a 2000-message stream', { skip }, async () => {

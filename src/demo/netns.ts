@@ -5,12 +5,8 @@
 // no curl) calling http://pod-service/, with no proxy settings: the rules send it through the
 // sidecars. Service pod-service is a VIP that a kube-proxy stand-in forwards.
 import { netnsCluster, onPath, APP_UID, type NetnsCluster, type PodProcess } from '../localcluster/netns.ts';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { jsonLines, type AccessLine, type DemoMesh, type DemoPod, type DemoReply } from './mesh.ts';
 import { WEB_APP, FLAKY_SERVICE } from './app.ts';
-import { createCA, writeWorkloadIdentity } from '../localcluster/identity.ts';
 
 // pod-b's app when there is no curl: node's http, no agent, no proxy settings.
 const NODE_CLIENT = `
@@ -43,12 +39,6 @@ export interface NetnsOptions {
 
 export async function startNetnsMesh(options: NetnsOptions = {}): Promise<NetnsMesh> {
   const annotations = { 'tsmesh.io/log-level': options.logLevel ?? 'info' };
-  // mTLS: an embedded CA issues each pod's certificate into a folder the sidecar (UID 1337) reads
-  const certs = await mkdtemp(join(tmpdir(), 'tsmesh-demo-certs-'));
-  await chmod(certs, 0o755);
-  const ca = await createCA({ trustDomain: 'cluster.local' });
-  const tlsDirs: Record<string, string> = {};
-  for (const name of ['pod-a', 'pod-b']) tlsDirs[name] = await writeWorkloadIdentity(ca, join(certs, name), { namespace: 'default', serviceAccount: name });
   const cluster = await netnsCluster({
     pods: [
       { name: 'pod-a', labels: { app: 'web-app' }, sidecar: true, annotations },
@@ -58,15 +48,10 @@ export async function startNetnsMesh(options: NetnsOptions = {}): Promise<NetnsM
       { name: 'pod-service', ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web-app' } },
       { name: FLAKY_SERVICE.name, ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web-app' }, annotations: FLAKY_SERVICE.annotations },
     ],
-    sidecarEnv: (pod) => ({ TSMESH_DRAIN_TIMEOUT: '1s', TSMESH_TLS_DIR: tlsDirs[pod.name]! }),
-  }).catch(async (err: unknown) => {
-    await rm(certs, { recursive: true, force: true });
-    throw err;
+    sidecarEnv: () => ({ TSMESH_DRAIN_TIMEOUT: '1s' }),
+    mtls: true, // certificates from an embedded CA (TSMESH_TLS_DIR)
   });
-  const closeAll = async () => {
-    await cluster.close();
-    await rm(certs, { recursive: true, force: true });
-  };
+  const closeAll = () => cluster.close();
   let app: PodProcess;
   let useCurl: boolean;
   try {

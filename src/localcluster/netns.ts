@@ -22,6 +22,7 @@
 // never gets there. Needs root, iproute2 (ip, ss), iptables, util-linux (setpriv); curl() needs curl.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, writeFile, rm, chmod, access, constants } from 'node:fs/promises';
+import { createCA, writeWorkloadIdentity } from './identity.ts';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, delimiter } from 'node:path';
@@ -73,8 +74,10 @@ export interface ClusterOptions {
   readonly services?: readonly ServiceOptions[];
   /** give every pod an IPv6 address too (fd77::/64) */
   readonly ipv6?: boolean;
-  /** extra environment of each sidecar (e.g. TSMESH_TLS_DIR) */
+  /** extra environment of each sidecar */
   readonly sidecarEnv?: (pod: Pod) => Record<string, string>;
+  /** give each meshed pod a workload certificate from one embedded CA (TSMESH_TLS_DIR): mTLS between the sidecars */
+  readonly mtls?: boolean;
   /** how long to wait for each sidecar's admin port (default 15 s) */
   readonly sidecarTimeoutMs?: number;
   /** the Node.js (24+) that runs tsmesh and node() code in the pods (default: this process's) */
@@ -637,7 +640,10 @@ async function build(cluster: NetnsCluster, options: ClusterOptions): Promise<vo
     const init = spec.init ?? spec.sidecar ?? false;
     if (init !== false) await cluster.init(spec.name, init === true ? [] : init);
   }
+  const ca = options.mtls ? await createCA({ trustDomain: 'cluster.local' }) : undefined;
   for (const pod of cluster.pods) {
-    if (pod.meshed) await cluster.startSidecar(pod.name, options.sidecarEnv?.(pod) ?? {}, options.sidecarTimeoutMs);
+    if (!pod.meshed) continue;
+    const tls: Record<string, string> = ca ? { TSMESH_TLS_DIR: await writeWorkloadIdentity(ca, join(cluster.dir, `${pod.name}.${pod.namespace}.tls`), pod) } : {};
+    await cluster.startSidecar(pod.name, { ...tls, ...options.sidecarEnv?.(pod) }, options.sidecarTimeoutMs);
   }
 }
