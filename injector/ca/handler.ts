@@ -7,6 +7,7 @@ import { Counter, Registry } from 'prom-client';
 import type { Logger } from '../../src/log/log.ts';
 import type { CA } from './ca.ts';
 import { CAError } from './errors.ts';
+import { readBody as readLimitedBody, type HttpError } from '../server/http.ts';
 import { KeyedBuckets, TokenBucket, type BucketSpec } from './rate-limit.ts';
 import type { TokenVerifier } from './token.ts';
 
@@ -144,27 +145,11 @@ function parseRequest(body: Buffer): string {
   return csr;
 }
 
+/** The control plane's body reader, with its errors as the CA's coded errors (metrics, JSON). */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
-    return Promise.reject(new CAError('TSMESH_CA_BODY_TOO_LARGE', `the body is ${declared} bytes; the limit is ${limit}`));
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > limit) {
-        req.off('data', onData);
-        req.pause();
-        reject(new CAError('TSMESH_CA_BODY_TOO_LARGE', `the body is larger than the limit of ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks)));
-    req.once('error', (err) => reject(new CAError('TSMESH_CA_BAD_REQUEST', `the request body could not be read: ${err.message}`)));
+  return readLimitedBody(req, limit).catch((err: unknown) => {
+    const e = err as HttpError;
+    throw new CAError(e.status === 413 ? 'TSMESH_CA_BODY_TOO_LARGE' : 'TSMESH_CA_BAD_REQUEST', e.message, { cause: err });
   });
 }
 
