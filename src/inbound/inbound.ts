@@ -22,7 +22,7 @@ import { detectProtocol } from '../detect/detect.ts';
 import { onClientError } from '../http/client-error.ts';
 import { setForwarded } from '../http/headers.ts';
 import { pipeSockets } from '../tcp/pipe.ts';
-import { logHttp, logTcp } from '../log/access.ts';
+import { logHttp, logTcp, type RequestLine } from '../log/access.ts';
 import { targetUrl } from '../http/transport.ts';
 import type { IncomingHttpHeaders as H2Headers } from 'node:http2';
 import { createH2Listener, type H2Listener } from '../h2/server.ts';
@@ -86,15 +86,6 @@ export interface Caller {
   /** The peer's verified SPIFFE ID; null for a plaintext or unauthenticated caller. */
   readonly peer: string | null;
   readonly port: number;
-}
-
-/** What the access log says of a request (an HTTP/1.1 request or an HTTP/2 stream). */
-interface RequestLine {
-  readonly method: string;
-  readonly authority: string;
-  readonly path: string;
-  readonly protocol: string;
-  readonly client: string | undefined;
 }
 
 export interface Inbound {

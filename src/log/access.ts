@@ -2,6 +2,15 @@
 // `type: "access"`. Field names are stable (dashboards and scripts parse them).
 import type { Logger } from './log.ts';
 
+/** What the access log and metrics say of a request (an HTTP/1.1 request or an HTTP/2 stream). */
+export interface RequestLine {
+  readonly method: string;
+  readonly authority: string;
+  readonly path: string;
+  readonly protocol: string;
+  readonly client: string | undefined;
+}
+
 export interface HttpAccess {
   direction: 'inbound' | 'outbound';
   method: string;

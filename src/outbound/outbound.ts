@@ -19,7 +19,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { detectProtocol } from '../detect/detect.ts';
 import { pipeSockets } from '../tcp/pipe.ts';
-import { logTcp } from '../log/access.ts';
+import { logTcp, type RequestLine } from '../log/access.ts';
 import { podAnnotations } from '../config/annotations.ts';
 import type { OriginalDestination } from '../origdst/origdst.ts';
 import { endpointDestination, type Dialer, type Destination } from '../upstream/dial.ts';
@@ -78,15 +78,6 @@ interface Routed {
   /** a service port; or undefined for a call to one pod (`endpoint`) */
   target: ServiceTarget | undefined;
   endpoint: Endpoint | undefined;
-}
-
-/** What the access log and metrics say of a request (an HTTP/1.1 request or an HTTP/2 stream). */
-interface RequestLine {
-  readonly method: string;
-  readonly authority: string;
-  readonly path: string;
-  readonly protocol: string;
-  readonly client: string | undefined;
 }
 
 export interface Outbound {
