@@ -63,7 +63,13 @@ describe('trust-anchor sync', () => {
     assert.equal(lines.filter((l) => l.msg === 'cannot publish the trust anchor; retrying' && l.namespace === 'flaky').length, 2);
     const gone = await eventually('the give-up log', () => lines.find((l) => l.namespace === 'gone' && /not retrying/.test(l.msg)));
     assert.equal(gone.status, 404);
-    const text = await registry.metrics();
+    // the counters move when the client has the API's answer, a moment after the stand-in has the write
+    let text = '';
+    const counted = () => /tsmesh_ca_trust_anchor_writes_total\{result="error"\} 3/.test(text) && /tsmesh_ca_trust_anchor_writes_total\{result="created"\} 1/.test(text);
+    for (let i = 0; i < 100 && !counted(); i++) {
+      text = await registry.metrics();
+      if (!counted()) await new Promise((r) => setTimeout(r, 20));
+    }
     assert.match(text, /tsmesh_ca_trust_anchor_writes_total\{result="error"\} 3/);
     assert.match(text, /tsmesh_ca_trust_anchor_writes_total\{result="created"\} 1/);
     await sync.stop();
