@@ -3,7 +3,7 @@
 // know nothing of the mesh (plain curl, plain sockets). Needs root.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { netnsCluster, NODE, APP_UID, type NetnsCluster } from './harness/netns.ts';
+import { netnsCluster, NODE, APP_UID, sidecarLines as podSidecarLines, type NetnsCluster } from './harness/netns.ts';
 import { eventually } from './harness/mesh.ts';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces and iptables)' : false;
@@ -21,11 +21,7 @@ net.createServer((s) => s.pipe(s)).listen(9000);
 net.createServer((s) => { s.write('220 pod-a ready\\r\\n'); s.on('data', (d) => s.write('250 ' + d)); }).listen(2525, () => console.log('apps ready'));
 `;
 
-const sidecarLines = (pod: string): Record<string, unknown>[] =>
-  (cluster.pod(pod).sidecar?.output() ?? '')
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+const sidecarLines = (pod: string) => podSidecarLines(cluster, pod);
 
 before(async () => {
   if (skip) return;

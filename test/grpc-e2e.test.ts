@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { netnsCluster, NODE, APP_UID, ROOT, type NetnsCluster } from './harness/netns.ts';
+import { netnsCluster, NODE, APP_UID, ROOT, sidecarLines as podSidecarLines, type NetnsCluster } from './harness/netns.ts';
 import { eventually } from './harness/mesh.ts';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces and iptables)' : false;
@@ -55,11 +55,7 @@ client.close();
 console.log(JSON.stringify(out));
 `;
 
-const sidecarLines = (pod: string): Record<string, unknown>[] =>
-  (cluster.pod(pod).sidecar?.output() ?? '')
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+const sidecarLines = (pod: string) => podSidecarLines(cluster, pod);
 
 before(async () => {
   if (skip) return;

@@ -15,6 +15,7 @@
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { netnsCluster as buildCluster, TSMESH_BIN, type ClusterOptions, type NetnsCluster } from '../../src/localcluster/netns.ts';
+import { jsonLines } from '../../src/demo/mesh.ts';
 
 export {
   NetnsCluster,
@@ -39,4 +40,9 @@ export const TSMESH = TSMESH_BIN;
 /** Builds the cluster (see src/localcluster/netns.ts), running tsmesh with the project's Node 24. */
 export function netnsCluster(options: ClusterOptions): Promise<NetnsCluster> {
   return buildCluster({ node: NODE, tsmesh: TSMESH, ...options });
+}
+
+/** The JSON log lines a pod's sidecar has written so far (its access log among them). */
+export function sidecarLines(cluster: NetnsCluster, pod: string): Record<string, unknown>[] {
+  return jsonLines(cluster.pod(pod).sidecar?.output() ?? '');
 }
