@@ -56,6 +56,8 @@ export interface SidecarOptions {
   env?: NodeJS.ProcessEnv;
   /** Discovery client tuning (tests: name resolution of the control plane, backoff, idle time). */
   discovery?: Partial<Pick<DiscoveryClientOptions, 'lookup' | 'backoffInitialMs' | 'backoffMaxMs' | 'idleMs' | 'heartbeatTimeoutMs'>>;
+  /** The random source of trace and span ids, and so of which new traces are sampled (tests: a seeded one). */
+  random?: (into: Buffer) => void;
 }
 
 export async function startSidecar(settings: Settings, log: Logger, options: SidecarOptions = {}): Promise<Sidecar> {
@@ -143,6 +145,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
   const tracing = createTracing({
     pod: { podName: settings.podName, namespace: settings.podNamespace, labels, nodeName: process.env.NODE_NAME },
     sampling: () => config.pod['trace-sampling'],
+    ...(options.random ? { random: options.random } : {}),
     env: options.env ?? process.env,
     registry: metrics,
     log: log.child({ component: 'tracing' }),

@@ -203,7 +203,7 @@ test('a unary call through both sidecars, over mTLS: the answer, the trailers, a
   assert.deepEqual(r.trailers?.get('x-trailer'), ['present'], 'the response trailers arrived');
   const md = calls.seen[before]!;
   assert.equal(md.get('x-forwarded-client-cert')[0], 'By=spiffe://cluster.local/ns/default/sa/pod-a;URI=spiffe://cluster.local/ns/default/sa/pod-b');
-  assert.match(String(md.get('traceparent')[0]), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  assert.match(String(md.get('traceparent')[0]), /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/, 'the trace context reaches the app (sampled or not: 1% of new traces by default)');
   await eventually(() => accessLines(client, (l) => l.path === '/tsmesh.test.Echo/Unary').length > 0 && accessLines(server, (l) => l.path === '/tsmesh.test.Echo/Unary').length > 0, 3000, 'both access lines');
   const out = accessLines(client, (l) => l.path === '/tsmesh.test.Echo/Unary')[0]!;
   assert.equal(out.protocol, 'HTTP/2');

@@ -10,11 +10,14 @@ import { parseExposition, sampleValue } from '../src/metrics/exposition.ts';
 let receiver: OtlpReceiver;
 let pair: Pair;
 const FAST_EXPORT = { OTEL_BSP_SCHEDULE_DELAY: '50' };
+// Every new trace sampled (the default is 1%: test/trace-sampling.test.ts covers it).
+const ALL = { 'tsmesh.io/trace-sampling': '1' };
 
 before(async () => {
   receiver = await startOtlpReceiver();
   pair = await sidecarPair((req, res) => res.end(JSON.stringify({ traceparent: req.headers.traceparent ?? null, b3: req.headers['x-b3-traceid'] ?? null })), {
     mtls: true,
+    annotations: { a: ALL, b: ALL },
     env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, ...FAST_EXPORT },
   });
 });
@@ -80,7 +83,7 @@ test('/metrics parses and its counts match the requests made, with the documente
 
 test('a retry shows as attempt spans (here from the sidecar\'s /debug/spans) and in tsmesh_retries_total', async (t) => {
   let n = 0;
-  const mesh = await backends([(_req, res) => ((res.statusCode = ++n === 1 ? 503 : 200), res.end())], {});
+  const mesh = await backends([(_req, res) => ((res.statusCode = ++n === 1 ? 503 : 200), res.end())], { annotations: ALL });
   t.after(() => mesh.close());
   const r = await send(mesh.client.outboundURL, { path: '/retry' });
   assert.equal(r.status, 200);
@@ -100,7 +103,7 @@ test('with the collector down, requests are unaffected and dropped spans are cou
   const dead = await startOtlpReceiver();
   const endpoint = dead.endpoint;
   await dead.close(); // nothing listens there now
-  const mesh = await sidecarPair((_req, res) => res.end('ok'), { env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_TIMEOUT: '500', ...FAST_EXPORT } });
+  const mesh = await sidecarPair((_req, res) => res.end('ok'), { annotations: { a: ALL, b: ALL }, env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_TIMEOUT: '500', ...FAST_EXPORT } });
   t.after(() => mesh.close());
   for (let i = 0; i < 20; i++) assert.equal((await send(mesh.proxyURL)).status, 200);
   await eventually(async () => {

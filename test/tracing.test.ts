@@ -7,6 +7,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Registry } from 'prom-client';
 import { createTracing, type Tracing, type TracingOptions } from '../src/tracing/index.ts';
 import { ProxyError } from '../src/errors/errors.ts';
+import { podAnnotations } from '../src/config/annotations.ts';
+import { seededRandom } from './harness/random.ts';
 import { startOtlpReceiver, OTLP_KIND, OTLP_STATUS, type OtlpReceiver, type ReceivedSpan } from './harness/otlp-receiver.ts';
 
 const open: { close(): Promise<unknown> }[] = [];
@@ -335,6 +337,46 @@ test('sampling ratio 0: nothing is recorded or exported, the trace context still
   sampled.end({ status: 200 });
   await r.waitForSpans(1);
   assert.deepEqual(seen, ['GET']);
+});
+
+// The pod annotation's default, as a sidecar with no tsmesh.io/trace-sampling reads it.
+const DEFAULT_SAMPLING = podAnnotations['trace-sampling'].default;
+
+test('default sampling: about 1% of new traces are sampled (seeded random source)', () => {
+  const t = tracing({ env: {}, sampling: () => DEFAULT_SAMPLING, random: seededRandom(17) });
+  const n = 20_000;
+  let sampled = 0;
+  for (let i = 0; i < n; i++) {
+    const s = i % 2 === 0 ? t.client(request()) : t.server(request());
+    if (s.sampled) sampled++;
+    s.end({ status: 200 });
+  }
+  // 1% of 20,000 is 200; the binomial's standard deviation is 14, so 150..250 is over 3.5 of them.
+  assert.ok(sampled >= 150 && sampled <= 250, `${sampled} of ${n} new traces sampled`);
+});
+
+test("default sampling: a caller's sampled context (W3C, B3 multi, B3 single) is always traced, an unsampled one never is", () => {
+  const t = tracing({ env: {}, sampling: () => DEFAULT_SAMPLING, random: seededRandom(18) });
+  const traceIds = Array.from({ length: 50 }, (_, i) => `4bf92f3577b34da6a3ce929d${String(i).padStart(8, '0')}`);
+  const contexts = (traceId: string, sampled: boolean): IncomingHttpHeaders[] => [
+    { traceparent: `00-${traceId}-00f067aa0ba902b7-0${sampled ? 1 : 0}` },
+    { 'x-b3-traceid': traceId, 'x-b3-spanid': 'e457b5a2e4d86bd1', 'x-b3-sampled': sampled ? '1' : '0' },
+    { b3: `${traceId}-e457b5a2e4d86bd1-${sampled ? 1 : 0}` },
+  ];
+  for (const traceId of traceIds) {
+    for (const sampled of [true, false]) {
+      for (const headers of contexts(traceId, sampled)) {
+        for (const span of [t.client(request(headers)), t.server(request(headers))]) {
+          assert.equal(span.context.traceId, traceId, 'the trace continues');
+          assert.equal(span.sampled, sampled, `${JSON.stringify(headers)}: the caller's decision`);
+          const out: IncomingHttpHeaders = {};
+          span.inject(out);
+          assert.equal(TRACEPARENT.exec(String(out['traceparent']))![3], sampled ? '1' : '0', 'and it goes upstream');
+          span.end({ status: 200 });
+        }
+      }
+    }
+  }
 });
 
 test('no endpoint set: no exporter, yet listeners get the finished spans (the demo waterfall)', async () => {

@@ -39,12 +39,17 @@ test('annotations: defaults, valid values, and a bad value reported with its key
   assert.match(r.problems[0]!.reason, /"many" is not a whole number/);
 });
 
+test('trace-sampling defaults to 0.01 (1% of new traces, as Istio)', () => {
+  assert.equal(readAnnotations(podAnnotations, {}).values['trace-sampling'], 0.01);
+  assert.equal(readAnnotations(podAnnotations, { 'tsmesh.io/trace-sampling': '1' }).values['trace-sampling'], 1);
+});
+
 test('annotations: a bad value keeps the previous good value, a removed one returns to the default', () => {
   const first = readAnnotations(podAnnotations, { 'tsmesh.io/mtls': 'permissive', 'tsmesh.io/trace-sampling': '0.25' });
   assert.equal(first.values.mtls, 'permissive');
   const second = readAnnotations(podAnnotations, { 'tsmesh.io/mtls': 'loose' }, undefined, first.values);
   assert.equal(second.values.mtls, 'permissive');
-  assert.equal(second.values['trace-sampling'], 1, 'removed: default');
+  assert.equal(second.values['trace-sampling'], 0.01, 'removed: default');
   assert.match(second.problems[0]!.reason, /not one of strict, permissive, disabled/);
 });
 

@@ -61,7 +61,7 @@ const spec = <T>(def: T, parse: (value: string) => T, doc: string): Spec<T> => (
 export const podAnnotations = {
   mtls: spec<MtlsMode>('strict', parseEnum(MTLS_MODES), 'inbound mTLS mode: strict, permissive or disabled'),
   allow: spec<string[]>([], parseAllow, 'SPIFFE IDs (or ns/NS/sa/SA) allowed to call this pod; empty = any meshed caller'),
-  'trace-sampling': spec(1, parseRatio, 'ratio 0..1 of new traces sampled'),
+  'trace-sampling': spec(0.01, parseRatio, 'ratio 0..1 of new traces sampled (a caller\'s sampled or unsampled context is kept)'),
   'exclude-outbound-ports': spec<number[]>([], parsePortList, 'outbound ports not intercepted'),
   'exclude-inbound-ports': spec<number[]>([], parsePortList, 'inbound ports not intercepted'),
   'exclude-outbound-cidrs': spec<string[]>([], parseCidrList, 'CIDRs not intercepted'),

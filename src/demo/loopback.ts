@@ -150,7 +150,8 @@ async function startOn(pods: { a: DemoPod; b: DemoPod }, options: LoopbackOption
 
 async function startSidecar(pod: DemoPod, dir: string, registryFile: string, tlsDir: string, logLevel = 'info'): Promise<SidecarProcess> {
   const annotations = join(dir, `${pod.name}.annotations`);
-  await writeFile(annotations, `tsmesh.io/log-level="${logLevel}"\n`);
+  // every demo request is traced (the default samples 1% of new traces): the demo shows its trace
+  await writeFile(annotations, `tsmesh.io/log-level="${logLevel}"\ntsmesh.io/trace-sampling="1"\n`);
   await writeFile(join(dir, `${pod.name}.labels`), Object.entries(pod.labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join('\n'));
   const child = spawn(process.execPath, [TSMESH, 'proxy'], {
     env: {

@@ -38,7 +38,8 @@ export interface NetnsOptions {
 }
 
 export async function startNetnsMesh(options: NetnsOptions = {}): Promise<NetnsMesh> {
-  const annotations = { 'tsmesh.io/log-level': options.logLevel ?? 'info' };
+  // every demo request is traced (the default samples 1% of new traces): the demo shows its trace
+  const annotations = { 'tsmesh.io/log-level': options.logLevel ?? 'info', 'tsmesh.io/trace-sampling': '1' };
   const cluster = await netnsCluster({
     pods: [
       { name: 'pod-a', labels: { app: 'web-app' }, sidecar: true, annotations },

@@ -108,7 +108,15 @@ export async function writeRegistry(file: string, data: { services: ServiceDef[]
 }
 
 /** Starts a sidecar in this process for `pod`, with the registry file and pod annotations given. */
-export async function testSidecar(options: { pod: PodDef; registryFile: string; dir: string; annotations?: Record<string, string>; env?: Record<string, string> }): Promise<TestSidecar> {
+export async function testSidecar(options: {
+  pod: PodDef;
+  registryFile: string;
+  dir: string;
+  annotations?: Record<string, string>;
+  env?: Record<string, string>;
+  /** the random source of trace ids (a seeded one makes sampling decisions repeatable) */
+  random?: (into: Buffer) => void;
+}): Promise<TestSidecar> {
   const { pod } = options;
   const annotationsFile = join(options.dir, `${pod.name}.annotations`);
   await writeFile(annotationsFile, formatPodInfo(options.annotations ?? {}));
@@ -137,7 +145,7 @@ export async function testSidecar(options: { pod: PodDef; registryFile: string; 
     },
   });
   const log = pino({ level: 'debug', formatters: { level: (label) => ({ level: label }) } }, sink);
-  const sidecar = await startSidecar(settings, log, { env });
+  const sidecar = await startSidecar(settings, log, { env, ...(options.random ? { random: options.random } : {}) });
   const adminURL = `http://${pod.ip}:${sidecar.admin.port}`;
   await eventually(async () => (await fetch(`${adminURL}/healthz/ready`)).ok, 10_000, `${pod.name}'s sidecar to be ready`);
   return {
