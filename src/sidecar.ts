@@ -10,8 +10,7 @@ import { parsePodInfo } from './config/podinfo.ts';
 import type { Settings } from './config/settings.ts';
 import { LiveConfig } from './config/live.ts';
 import { Registry } from './registry/registry.ts';
-import { fileRegistrySource } from './registry/file-source.ts';
-import { startDiscoveryClient, type DiscoveryClient, type DiscoveryClientOptions } from './discovery/client.ts';
+import type { DiscoveryClient, DiscoveryClientOptions } from './discovery/client.ts';
 import { watchFile, type FileWatch } from './watch/watch.ts';
 import { P2CBalancer } from './balance/p2c.ts';
 import { HealthTable } from './breaker/endpoint-health.ts';
@@ -91,7 +90,9 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
 
   // Registry: the YAML file in local mode (TSMESH_REGISTRY wins); else the control plane's
   // discovery stream, started below once the identity exists (its certificate authenticates us).
+  // Each source is loaded only when used: yaml for the file, ws for the stream (bench/NOTES.md, memory).
   if (settings.registryFile) {
+    const { fileRegistrySource } = await import('./registry/file-source.ts');
     const source = fileRegistrySource(settings.registryFile, registry, log.child({ component: 'registry' }), { intervalMs: settings.watchIntervalMs });
     watches.push(source);
     await source.check();
@@ -110,6 +111,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
   // the control plane is away.
   let discovery: DiscoveryClient | undefined;
   if (!settings.registryFile && identity) {
+    const { startDiscoveryClient } = await import('./discovery/client.ts');
     discovery = startDiscoveryClient({
       url: settings.controlPlane,
       identity,

@@ -9,7 +9,6 @@ import type { Logger } from '../log/log.ts';
 import { systemClock, type Clock, type Timer } from './clock.ts';
 import { IdentityState, makeIdentity, IdentityInvalidError, type IdentityProvider } from './provider.ts';
 import { spiffeIdOf } from './spiffe.ts';
-import { createCsr, generateP256, privateKeyToPem } from './x509.ts';
 
 export const CA_SOURCE_DEFAULTS = {
   tokenFile: '/var/run/secrets/tsmesh/token',
@@ -157,6 +156,8 @@ export function createCAIdentityProvider(options: CAIdentityOptions): IdentityPr
     if (state.closed) return;
     try {
       // A new key for every certificate: a key never outlives the certificate it was made for.
+      // @peculiar/x509 builds the CSR; loaded here, where it is used (./certificates.ts).
+      const { createCsr, generateP256, privateKeyToPem } = await import('./x509.ts');
       const keys = await generateP256(true);
       const csr = await createCsr(keys, [expected]);
       const answer = await options.fetchCertificate(csr);

@@ -2,13 +2,12 @@
 // kept current by a source (the control plane's CA, or files from cert-manager/SPIRE).
 // Consumers (src/mtls) read `current()` and listen for 'update'; the admin readiness waits for `ready`.
 import { EventEmitter } from 'node:events';
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { createPrivateKey, type X509Certificate } from 'node:crypto';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../log/log.ts';
 import type { Clock, Timer } from './clock.ts';
 import { parseSpiffeId } from './spiffe.ts';
-import type { x509 } from './x509.ts';
-import { parseCertificates, uriSans } from './x509.ts';
+import { certificateUris, readCertificates } from './certificates.ts';
 
 export interface Identity {
   /** PEM: the leaf, then any intermediates. */
@@ -61,50 +60,49 @@ export function makeIdentity(input: { certChainPem: string; keyPem: string; trus
   const fail = (msg: string, cause?: unknown): never => {
     throw new IdentityInvalidError(msg, cause ? { cause } : undefined);
   };
-  let chain: x509.X509Certificate[] = [];
-  let anchors: x509.X509Certificate[] = [];
+  let chain: X509Certificate[] = [];
+  let anchors: X509Certificate[] = [];
   try {
-    chain = parseCertificates(input.certChainPem);
+    chain = readCertificates(input.certChainPem);
   } catch (err) {
     fail(`${names.chain}: ${(err as Error).message}`, err);
   }
   try {
-    anchors = parseCertificates(input.trustAnchorsPem);
+    anchors = readCertificates(input.trustAnchorsPem);
   } catch (err) {
     fail(`${names.anchors}: ${(err as Error).message}`, err);
   }
   const leaf = chain[0]!;
-  const nodeLeaf = new X509Certificate(Buffer.from(leaf.rawData));
   let key;
   try {
     key = createPrivateKey(input.keyPem);
   } catch (err) {
     fail(`${names.key}: not a readable private key (${(err as Error).message})`, err);
   }
-  if (!nodeLeaf.checkPrivateKey(key!)) fail(`${names.key} does not match the certificate in ${names.chain}`);
-  const ids = uriSans(leaf).filter((u) => u.toLowerCase().startsWith('spiffe://'));
+  if (!leaf.checkPrivateKey(key!)) fail(`${names.key} does not match the certificate in ${names.chain}`);
+  const ids = certificateUris(leaf).filter((u) => u.toLowerCase().startsWith('spiffe://'));
   if (ids.length !== 1) fail(`${names.chain}: the certificate must carry exactly one SPIFFE ID (URI SAN), found ${ids.length ? ids.join(', ') : 'none'}`);
   if (!parseSpiffeId(ids[0]!)) fail(`${names.chain}: "${ids[0]}" is not a tsmesh SPIFFE ID (spiffe://DOMAIN/ns/NS/sa/SA)`);
-  if (leaf.notAfter.getTime() <= now) fail(`${names.chain}: the certificate expired at ${leaf.notAfter.toISOString()}`);
-  if (leaf.notBefore.getTime() > now + 5 * 60_000) fail(`${names.chain}: the certificate is not valid before ${leaf.notBefore.toISOString()}`);
+  const notBefore = leaf.validFromDate;
+  const notAfter = leaf.validToDate;
+  if (notAfter.getTime() <= now) fail(`${names.chain}: the certificate expired at ${notAfter.toISOString()}`);
+  if (notBefore.getTime() > now + 5 * 60_000) fail(`${names.chain}: the certificate is not valid before ${notBefore.toISOString()}`);
   // The chain, in order, up to an anchor.
-  const nodeChain = chain.map((c) => new X509Certificate(Buffer.from(c.rawData)));
-  for (let i = 0; i + 1 < nodeChain.length; i++) {
-    if (!nodeChain[i]!.checkIssued(nodeChain[i + 1]!) || !nodeChain[i]!.verify(nodeChain[i + 1]!.publicKey)) {
+  for (let i = 0; i + 1 < chain.length; i++) {
+    if (!chain[i]!.checkIssued(chain[i + 1]!) || !chain[i]!.verify(chain[i + 1]!.publicKey)) {
       fail(`${names.chain}: certificate ${i + 1} is not signed by certificate ${i + 2}`);
     }
   }
-  const top = nodeChain[nodeChain.length - 1]!;
-  const nodeAnchors = anchors.map((a) => new X509Certificate(Buffer.from(a.rawData)));
-  const chained = nodeAnchors.some((a) => top.fingerprint256 === a.fingerprint256 || (top.checkIssued(a) && top.verify(a.publicKey)));
+  const top = chain[chain.length - 1]!;
+  const chained = anchors.some((a) => top.fingerprint256 === a.fingerprint256 || (top.checkIssued(a) && top.verify(a.publicKey)));
   if (!chained) fail(`${names.chain}: the certificate does not chain to ${names.anchors}`);
   return {
     certChainPem: input.certChainPem,
     keyPem: input.keyPem,
     trustAnchorsPem: input.trustAnchorsPem,
     spiffeId: ids[0]!,
-    notBefore: leaf.notBefore,
-    notAfter: leaf.notAfter,
+    notBefore,
+    notAfter,
   };
 }
 

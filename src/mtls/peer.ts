@@ -1,7 +1,8 @@
 // Reading a peer's SPIFFE ID from its certificate (the URI SAN; never the host name or CN).
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { parseSpiffeId } from '../identity/spiffe.ts';
-import { uriSans, x509 } from '../identity/x509.ts';
+import { X509Certificate } from 'node:crypto';
+import { certificateUris } from '../identity/certificates.ts';
 
 // Peers present the same certificate for hours: remember what we parsed (by fingerprint).
 const CACHE_MAX = 1024;
@@ -16,7 +17,7 @@ export function spiffeIdOfCertificate(der: Buffer, fingerprint?: string): string
   if (key && cache.has(key)) return cache.get(key)!;
   let id: string | null;
   try {
-    const ids = uriSans(new x509.X509Certificate(der)).filter((u) => /^spiffe:\/\//i.test(u));
+    const ids = certificateUris(new X509Certificate(der)).filter((u) => /^spiffe:\/\//i.test(u));
     id = ids.length === 1 && parseSpiffeId(ids[0]!) ? ids[0]! : null;
   } catch {
     id = null;
