@@ -10,6 +10,7 @@ export type BenchErrorCode =
   | 'BENCH_PROBE'
   | 'BENCH_LOAD'
   | 'BENCH_CERTS'
+  | 'BENCH_NETNS'
   | 'BENCH_INTERRUPTED';
 
 export class BenchError extends Error {

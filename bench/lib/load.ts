@@ -28,6 +28,16 @@ export async function writeLoadFiles(dir: string): Promise<LoadFiles> {
   return { body, wrkScript };
 }
 
+/** One POST through `url` with curl in network namespace `netns`; throws unless the answer is 200 with the 1 KB body. */
+export async function probeInNetns(netns: string, url: string, files: LoadFiles, workDir: string): Promise<void> {
+  const args = ['-sS', '--max-time', '5', '-X', 'POST', '-H', `Host: ${AUTHORITY}`, '-H', 'content-type: application/octet-stream', '--data-binary', `@${files.body}`, '-w', '\\n%{http_code}', url];
+  const { code, output } = await runToEnd(`curl ${url}`, ...inNetns(netns, 'curl', args), { timeoutMs: 10_000, logFile: join(workDir, `probe-${Date.now()}.out`) });
+  const at = output.lastIndexOf('\n');
+  if (code !== 0 || output.slice(at + 1).trim() !== '200' || output.slice(0, at) !== PAYLOAD) {
+    throw new BenchError('BENCH_PROBE', `probe POST ${url} (Host: ${AUTHORITY}) from ${netns}: curl exited ${code}: ${output.slice(-200)}`);
+  }
+}
+
 /** One POST through `url`; throws unless the answer is 200 with the 1 KB body. */
 export async function probe(url: string, timeoutMs = 5000): Promise<void> {
   const { status, body, headers } = await new Promise<{ status: number; body: string; headers: Record<string, unknown> }>((resolve, reject) => {
@@ -76,8 +86,13 @@ interface H2loadRun {
   timedOut: number;
 }
 
+/** `command args`, run in network namespace `netns` when given (the client pod of the netns topology). */
+function inNetns(netns: string | undefined, command: string, args: string[]): [string, string[]] {
+  return netns ? ['ip', ['netns', 'exec', netns, command, ...args]] : [command, args];
+}
+
 /** One h2load process: `connections` connections at `rate` requests/s in all, every request logged. */
-async function h2load(opts: { url: string; rate: number; connections: number; seconds: number; body: string; logFile: string; outFile: string; tag: string }): Promise<H2loadRun> {
+async function h2load(opts: { url: string; rate: number; connections: number; seconds: number; body: string; logFile: string; outFile: string; tag: string; netns?: string | undefined }): Promise<H2loadRun> {
   const args = [
     '--h1',
     `-c${opts.connections}`,
@@ -90,7 +105,7 @@ async function h2load(opts: { url: string; rate: number; connections: number; se
     '-d', opts.body,
     opts.url,
   ];
-  const { code, output } = await runToEnd(`h2load ${opts.tag}`, 'h2load', args, { timeoutMs: (opts.seconds + 30) * 1000, logFile: opts.outFile });
+  const { code, output } = await runToEnd(`h2load ${opts.tag}`, ...inNetns(opts.netns, 'h2load', args), { timeoutMs: (opts.seconds + 30) * 1000, logFile: opts.outFile });
   const summary = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(output);
   if (code !== 0 || !summary) {
     throw new BenchError('BENCH_LOAD', `h2load exited ${code} (${opts.tag}):\n${output.trim().split('\n').slice(-6).join('\n')}`);
@@ -129,8 +144,10 @@ export async function fixedRate(opts: {
   workDir: string;
   tag: string;
   spread?: boolean;
+  /** run the load generator in this network namespace */
+  netns?: string | undefined;
 }): Promise<FixedRateResult> {
-  const base = { url: opts.url, seconds: opts.seconds, body: opts.files.body };
+  const base = { url: opts.url, seconds: opts.seconds, body: opts.files.body, netns: opts.netns };
   const file = (i: number | undefined, ext: string) => join(opts.workDir, `${opts.tag}${i === undefined ? '' : `-c${i}`}.h2load.${ext}`);
   let runs: H2loadRun[];
   if (!opts.spread) {
@@ -172,9 +189,10 @@ export async function highestThroughput(opts: {
   files: LoadFiles;
   workDir: string;
   tag: string;
+  netns?: string | undefined;
 }): Promise<ThroughputResult> {
   const args = ['-t', String(opts.threads), '-c', String(opts.connections), '-d', `${opts.seconds}s`, '-H', `Host: ${AUTHORITY}`, '-s', opts.files.wrkScript, opts.url];
-  const { code, output } = await runToEnd(`wrk ${opts.tag}`, 'wrk', args, { timeoutMs: (opts.seconds + 30) * 1000, logFile: join(opts.workDir, `${opts.tag}.wrk.out`) });
+  const { code, output } = await runToEnd(`wrk ${opts.tag}`, ...inNetns(opts.netns, 'wrk', args), { timeoutMs: (opts.seconds + 30) * 1000, logFile: join(opts.workDir, `${opts.tag}.wrk.out`) });
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(output);
   const total = /(\d+) requests in/.exec(output);
   if (code !== 0 || !rps || !total) {

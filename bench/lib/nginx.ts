@@ -33,11 +33,11 @@ ${body}
 }
 
 /** The app: answers every request (GET or POST, the body is read and discarded) with 200 and `body`. */
-export function appConf(dir: string, body: string): string {
+export function appConf(dir: string, body: string, listen: Hop = topology.app): string {
   return common(
     dir,
     `  server {
-    listen ${topology.app.host}:${topology.app.port};
+    listen ${listen.host}:${listen.port};
     location / { default_type application/octet-stream; return 200 "${body}"; }
   }`,
   );

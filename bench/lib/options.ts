@@ -3,7 +3,18 @@ import { parseArgs } from 'node:util';
 import { BenchError } from './errors.ts';
 import type { CaseId } from './results.ts';
 
-export const ALL_CASES: readonly CaseId[] = ['direct', 'nginx-plain', 'nginx-mtls', 'tsmesh-plain', 'tsmesh-mtls'];
+export const ALL_CASES: readonly CaseId[] = [
+  'direct',
+  'nginx-plain',
+  'nginx-mtls',
+  'tsmesh-plain',
+  'tsmesh-mtls',
+  'tsmesh-mtls-traced',
+  'netns-direct',
+  'netns-nginx-mtls',
+  'netns-tsmesh-mtls',
+  'netns-tsmesh-mtls-traced',
+];
 
 export interface Options {
   passes: number;
@@ -30,8 +41,11 @@ export interface Options {
 export const HELP = `Usage: npm run bench -- [options]     (or: node bench/run.ts [options], with Node 24)
 
 Measures, side by side in one run, what a proxy pair adds at a fixed 1000 requests/s over 16
-connections with 1 KB bodies: direct, nginx pair (plain, mTLS), tsmesh pair (plain, mTLS).
-See docs/benchmark.md.
+connections with 1 KB bodies: direct, nginx pair (plain, mTLS), tsmesh pair (plain, mTLS at the
+default trace sampling 0.01, mTLS at 100%), all on loopback addresses; then, as root, the real
+topology (pods as network namespaces, iptables, the Service's ClusterIP): direct, nginx pair
+mTLS, tsmesh pair mTLS at 0.01 and at 100%. The sidecars export spans to a stand-in OTLP
+collector. See docs/benchmark.md.
 
 Options:
   --quick               one short pass (about a minute); not recorded unless --record
@@ -43,7 +57,8 @@ Options:
   --wrk-duration S      seconds of the highest-throughput run (default 8; --quick: 3)
   --wrk-connections C   connections of the highest-throughput run (default 64)
   --wrk-threads T       wrk threads (default 2)
-  --cases LIST          comma-separated subset of: ${ALL_CASES.join(', ')} (direct always runs)
+  --cases LIST          comma-separated subset of: ${ALL_CASES.join(', ')}
+                        (direct always runs; netns-direct when a netns- case is asked for)
   --record / --no-record  write bench/RESULTS.md and bench/results/ (default: on, off with --quick)
   --note TEXT           a note printed at the top of the recorded section
   --spread              diagnostic: one h2load per connection, started 1/rate apart, so requests
@@ -99,7 +114,8 @@ export function parseOptions(argv: string[]): Options | undefined {
     const asked = v.cases.split(',').map((c) => c.trim()).filter(Boolean);
     const bad = asked.filter((c) => !(ALL_CASES as readonly string[]).includes(c));
     if (bad.length > 0) throw new BenchError('BENCH_USAGE', `--cases: unknown case ${bad.map((b) => `"${b}"`).join(', ')} (use ${ALL_CASES.join(', ')})`);
-    cases = ALL_CASES.filter((c) => c === 'direct' || asked.includes(c));
+    const netns = asked.some((c) => c.startsWith('netns-'));
+    cases = ALL_CASES.filter((c) => c === 'direct' || (c === 'netns-direct' && netns) || asked.includes(c));
   }
   if (v.record && v['no-record']) throw new BenchError('BENCH_USAGE', '--record and --no-record contradict each other');
   const rate = positive('rate', v.rate, 1000);

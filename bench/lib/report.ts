@@ -2,7 +2,7 @@
 // (newest run first, older runs kept below) and the latency-by-percentile chart as plain SVG.
 import { readFile, writeFile } from 'node:fs/promises';
 import { percentile } from './stats.ts';
-import { CASE_LABELS, type CaseId, type CaseSummary, type Measurement, type Ratio, type Goal, baselineOf } from './results.ts';
+import { CASE_LABELS, type CaseId, type CaseSummary, type Measurement, type Ratio, type Goal, type GoalSet, baselineOf, baselineCase, isDirect } from './results.ts';
 
 const ms = (v: number): string => (Number.isFinite(v) ? (Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(2)) : '-');
 const num = (v: number, digits: number): string => (Number.isFinite(v) ? v.toFixed(digits) : '-');
@@ -16,7 +16,7 @@ function rows(summaries: readonly CaseSummary[]): string[][] {
     const label = CASE_LABELS[s.caseId];
     if (s.status === 'not-available') return [label, `not available yet: ${s.reasons.join('; ')}`];
     if (s.status === 'failed') return [label, `FAILED: ${s.reasons.join('; ')}`];
-    const pair = s.caseId !== 'direct';
+    const pair = !isDirect(s.caseId);
     return [
       label,
       ms(s.latencyMs.p50),
@@ -55,6 +55,11 @@ export function markdownTable(summaries: readonly CaseSummary[]): string {
   return mdTable(HEADER, rows(summaries));
 }
 
+/** The goal lines of each set: a heading, then what, the value, the limit, met or missed. */
+export function goalSetLines(sets: readonly GoalSet[]): string[] {
+  return sets.flatMap((set) => [`Issue 17 goals, ${set.label}:`, ...goalLines(set.goals).map((l) => `  - ${l}`)]);
+}
+
 /** The goal lines: what, the value, the limit, met or missed. */
 export function goalLines(list: readonly Goal[]): string[] {
   const v = (g: Goal, n: number) => (g.unit === 'x' ? x(n) : `${n.toFixed(1)} MiB`);
@@ -69,10 +74,10 @@ export function ratioLines(list: readonly Ratio[]): string[] {
 export function perPassTable(all: readonly Measurement[]): string {
   const header = ['pass', 'case', 'requests', 'req/s sent', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'added p50', 'added p90', 'added p99', 'CPU s', 'CPU s/1000 req', 'idle RSS MiB', 'RSS MiB', 'peak RSS MiB', 'highest req/s', 'errors'];
   const body = all.map((m) => {
-    const name = m.caseId === 'direct' ? `direct (${m.position})` : m.caseId;
+    const name = isDirect(m.caseId) ? `${m.caseId} (${m.position})` : m.caseId;
     if (m.status !== 'ok' || !m.latencyMs) return [String(m.pass), name, `${m.status}: ${m.reason ?? ''}`];
-    const base = baselineOf(all, m.pass);
-    const added = (q: 'p50' | 'p90' | 'p99') => (m.caseId === 'direct' || !base ? '' : ms(m.latencyMs![q] - base[q]));
+    const base = baselineOf(all, m.pass, baselineCase(m.caseId));
+    const added = (q: 'p50' | 'p90' | 'p99') => (isDirect(m.caseId) || !base ? '' : ms(m.latencyMs![q] - base[q]));
     return [
       String(m.pass),
       name,
@@ -130,6 +135,11 @@ const COLORS: Record<CaseId, string> = {
   'nginx-mtls': '#08306b',
   'tsmesh-plain': '#fd8d3c',
   'tsmesh-mtls': '#a63603',
+  'tsmesh-mtls-traced': '#e6550d',
+  'netns-direct': '#bdbdbd',
+  'netns-nginx-mtls': '#6baed6',
+  'netns-tsmesh-mtls': '#7f2704',
+  'netns-tsmesh-mtls-traced': '#fdae6b',
 };
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');

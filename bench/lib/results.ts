@@ -3,7 +3,17 @@
 // runs at the start and at the end of that pass); each figure is then the median over passes.
 import { median, percentile } from './stats.ts';
 
-export type CaseId = 'direct' | 'nginx-plain' | 'nginx-mtls' | 'tsmesh-plain' | 'tsmesh-mtls';
+export type CaseId =
+  | 'direct'
+  | 'nginx-plain'
+  | 'nginx-mtls'
+  | 'tsmesh-plain'
+  | 'tsmesh-mtls'
+  | 'tsmesh-mtls-traced'
+  | 'netns-direct'
+  | 'netns-nginx-mtls'
+  | 'netns-tsmesh-mtls'
+  | 'netns-tsmesh-mtls-traced';
 
 export const CASE_LABELS: Record<CaseId, string> = {
   direct: 'direct (no proxy)',
@@ -11,7 +21,18 @@ export const CASE_LABELS: Record<CaseId, string> = {
   'nginx-mtls': 'nginx pair, mTLS between the two',
   'tsmesh-plain': 'tsmesh pair, plain',
   'tsmesh-mtls': 'tsmesh pair, mTLS between the two',
+  'tsmesh-mtls-traced': 'tsmesh pair, mTLS, tracing at 100%',
+  'netns-direct': 'netns: direct to the ClusterIP (no proxy)',
+  'netns-nginx-mtls': 'netns: nginx pair, mTLS',
+  'netns-tsmesh-mtls': 'netns: tsmesh pair, mTLS, ClusterIP via iptables',
+  'netns-tsmesh-mtls-traced': 'netns: tsmesh pair, mTLS, tracing at 100%',
 };
+
+/** The cases with no proxy: the baselines "added" latency is measured against. */
+export const isDirect = (id: CaseId): boolean => id === 'direct' || id === 'netns-direct';
+
+/** The direct case of `id`'s topology (loopback addresses, or pods as network namespaces). */
+export const baselineCase = (id: CaseId): CaseId => (id.startsWith('netns-') ? 'netns-direct' : 'direct');
 
 export const QUANTILES = { p50: 0.5, p90: 0.9, p99: 0.99, p999: 0.999 } as const;
 export type Quantile = keyof typeof QUANTILES;
@@ -83,8 +104,8 @@ export interface CaseSummary {
 const NAN_Q = (): Record<Quantile, number> => ({ p50: NaN, p90: NaN, p99: NaN, p999: NaN });
 
 /** The direct baseline of a pass: the mean of its start and end runs (whichever succeeded). */
-export function baselineOf(all: readonly Measurement[], pass: number): Record<Quantile, number> | undefined {
-  const runs = all.filter((m) => m.caseId === 'direct' && m.pass === pass && m.status === 'ok' && m.latencyMs);
+export function baselineOf(all: readonly Measurement[], pass: number, direct: CaseId = 'direct'): Record<Quantile, number> | undefined {
+  const runs = all.filter((m) => m.caseId === direct && m.pass === pass && m.status === 'ok' && m.latencyMs);
   if (runs.length === 0) return undefined;
   const out = NAN_Q();
   for (const q of Object.keys(QUANTILES) as Quantile[]) out[q] = runs.reduce((s, m) => s + m.latencyMs![q], 0) / runs.length;
@@ -101,7 +122,7 @@ export function summarize(all: readonly Measurement[], caseId: CaseId): CaseSumm
   const addedMs = NAN_Q();
   for (const q of Object.keys(QUANTILES) as Quantile[]) {
     latencyMs[q] = med((m) => m.latencyMs?.[q]);
-    if (caseId !== 'direct') addedMs[q] = med((m) => (m.latencyMs ? m.latencyMs[q] - (baselineOf(all, m.pass)?.[q] ?? NaN) : NaN));
+    if (!isDirect(caseId)) addedMs[q] = med((m) => (m.latencyMs ? m.latencyMs[q] - (baselineOf(all, m.pass, baselineCase(caseId))?.[q] ?? NaN) : NaN));
   }
   return {
     caseId,
@@ -136,7 +157,10 @@ export function ratios(summaries: readonly CaseSummary[]): Ratio[] {
   const by = new Map(summaries.map((s) => [s.caseId, s]));
   const pairs: [string, CaseId, CaseId][] = [
     ['plain', 'tsmesh-plain', 'nginx-plain'],
-    ['mTLS', 'tsmesh-mtls', 'nginx-mtls'],
+    ['mTLS (tracing at the default sampling, 0.01)', 'tsmesh-mtls', 'nginx-mtls'],
+    ['mTLS, tracing at 100%', 'tsmesh-mtls-traced', 'nginx-mtls'],
+    ['netns topology, mTLS (sampling 0.01)', 'netns-tsmesh-mtls', 'netns-nginx-mtls'],
+    ['netns topology, mTLS, tracing at 100%', 'netns-tsmesh-mtls-traced', 'netns-nginx-mtls'],
   ];
   const out: Ratio[] = [];
   for (const [label, t, n] of pairs) {
@@ -172,15 +196,25 @@ export interface Goal {
   readonly detail?: string;
 }
 
+/** One set of goal lines: a tsmesh mTLS case against its nginx counterpart, in one topology. */
+export interface GoalSet {
+  readonly label: string;
+  readonly goals: Goal[];
+}
+
 /**
- * Issue #10's goals for the full pipeline (mTLS, tracing, metrics, access logs): tsmesh's mTLS
- * pair against nginx's, and one tsmesh sidecar's memory. Empty when either mTLS case did not run.
+ * Issue 17's goals for the full pipeline (mTLS, tracing, metrics, access logs): tsmesh's mTLS
+ * pair against nginx's and one tsmesh sidecar's memory, in each topology that ran, at the
+ * default sampling and at 100%. A set is left out when its cases did not both run.
  */
-export function goals(summaries: readonly CaseSummary[]): Goal[] {
+export function goals(summaries: readonly CaseSummary[]): GoalSet[] {
   const by = new Map(summaries.map((s) => [s.caseId, s]));
-  const t = by.get('tsmesh-mtls');
-  const n = by.get('nginx-mtls');
-  if (!t || !n || t.status !== 'ok' || n.status !== 'ok') return [];
+  const sets: [string, CaseId, CaseId][] = [
+    ['loopback, tracing at the default sampling (0.01)', 'tsmesh-mtls', 'nginx-mtls'],
+    ['loopback, tracing at 100%', 'tsmesh-mtls-traced', 'nginx-mtls'],
+    ['pods as network namespaces, iptables, ClusterIP; sampling 0.01', 'netns-tsmesh-mtls', 'netns-nginx-mtls'],
+    ['pods as network namespaces, iptables, ClusterIP; tracing at 100%', 'netns-tsmesh-mtls-traced', 'netns-nginx-mtls'],
+  ];
   const r = (x: number, y: number) => (x > 0 && y > 0 ? x / y : NaN);
   const at = (what: string, value: number, limit: number, unit: 'x' | 'MiB', atMost: boolean, detail?: string): Goal => ({
     what,
@@ -190,12 +224,23 @@ export function goals(summaries: readonly CaseSummary[]): Goal[] {
     met: Number.isFinite(value) && (atMost ? value <= limit : value >= limit),
     ...(detail ? { detail } : {}),
   });
-  return [
-    at('added p50, tsmesh/nginx (mTLS) at most', r(t.addedMs.p50, n.addedMs.p50), 1.5, 'x', true),
-    at('added p99, tsmesh/nginx (mTLS) at most', r(t.addedMs.p99, n.addedMs.p99), 1.5, 'x', true),
-    at('CPU per 1000 req, tsmesh/nginx (mTLS) at most', r(t.cpuPer1000, n.cpuPer1000), 2, 'x', true),
-    at('RSS of one sidecar under load below', t.proxyRssMiB, 80, 'MiB', true, `RssAnon ${t.proxyAnonMiB.toFixed(1)} MiB; the rest is mapped files, mostly the node executable`),
-    at('RSS of one sidecar idle below', t.proxyIdleRssMiB, 50, 'MiB', true),
-    at('highest req/s, tsmesh/nginx (mTLS) at least', r(t.maxRps, n.maxRps), 0.4, 'x', false),
-  ];
+  const out: GoalSet[] = [];
+  for (const [label, tId, nId] of sets) {
+    const t = by.get(tId);
+    const n = by.get(nId);
+    if (!t || !n || t.status !== 'ok' || n.status !== 'ok') continue;
+    out.push({
+      label,
+      goals: [
+        at('CPU per 1000 req, tsmesh/nginx at most', r(t.cpuPer1000, n.cpuPer1000), 3, 'x', true),
+        at('added p50, tsmesh/nginx at most', r(t.addedMs.p50, n.addedMs.p50), 2, 'x', true),
+        at('added p99, tsmesh/nginx at most', r(t.addedMs.p99, n.addedMs.p99), 3, 'x', true),
+        at('highest req/s, tsmesh/nginx at least', r(t.maxRps, n.maxRps), 1, 'x', false),
+        at('RSS of one sidecar under load at most', t.proxyRssMiB, 80, 'MiB', true),
+        at('RssAnon of one sidecar under load at most', t.proxyAnonMiB, 35, 'MiB', true),
+        at('RSS of one sidecar idle at most', t.proxyIdleRssMiB, 62, 'MiB', true),
+      ],
+    });
+  }
+  return out;
 }
