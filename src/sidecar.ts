@@ -20,6 +20,7 @@ import { createIdentityProvider, type IdentityProvider } from './identity/index.
 import { createMeshTls, MESH_ALPN, type MeshTls } from './mtls/index.ts';
 import type { InboundTls } from './inbound/inbound.ts';
 import { ConnectionPools } from './upstream/pool.ts';
+import { Http1Pools } from './http1/client.ts';
 import { H2Pools } from './upstream/h2-pool.ts';
 import { GrpcMetrics } from './h2/grpc-metrics.ts';
 import { createForwarder } from './http/forward.ts';
@@ -134,11 +135,13 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     mesh: () => mesh,
     onHandshakeError: (err) => meshMetrics.tlsHandshakeError('outbound', err.code),
   });
-  const pools = new ConnectionPools(dialer);
+  const pools = new ConnectionPools(dialer); // node:http agents: WebSocket upgrades (http-proxy)
+  const http1pools = new Http1Pools(dialer); // HTTP/1.1: the raw-socket path's keep-alive pools
   const h2pools = new H2Pools(dialer); // HTTP/2 (gRPC): one multiplexed session per endpoint
   registry.on('change', (view) => {
     const keep = ({ ip }: { ip: string }) => ip === settings.podIP || view.podByIP(ip) !== undefined;
     pools.retain(keep);
+    http1pools.retain(keep);
     h2pools.retain(keep);
   });
   // Observability: the pod's labels name its workload for metrics and traces.
@@ -187,7 +190,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     dialer,
     detectTimeoutMs: settings.detectTimeoutMs,
     originalDestination,
-    exchange: { forwarder, pools, h2: h2pools, balancer, health, budget: budgetFor, onRetry: (destination, reason) => meshMetrics.retry(destination, reason) },
+    exchange: { forwarder, pools, http1: http1pools, h2: h2pools, balancer, health, budget: budgetFor, onRetry: (destination, reason) => meshMetrics.retry(destination, reason) },
     tracing,
     metrics: meshMetrics,
     grpcMetrics,
@@ -209,6 +212,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     self,
     config,
     pools,
+    http1: http1pools,
     h2: h2pools,
     forwarder,
     tracker,
@@ -300,6 +304,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     for (const w of watches) w.close();
     for (const s of [outboundListener, outboundListener6, inboundListener, admin]) if (s.listening) s.close();
     pools.close();
+    http1pools.close();
     h2pools.close();
     forwarder.close();
     identity?.close();
@@ -308,7 +313,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
   }
   log.info({ outbound: outboundAddr, inbound: inboundAddr, admin: adminAddr, pod: settings.podName }, 'sidecar listening');
 
-  const httpServers: Server[] = [outbound.server, inbound.server];
+  const httpServers = [outbound.server, inbound.server];
   const closeAll = async () => {
     discovery?.close();
     for (const w of watches) w.close();
@@ -317,7 +322,9 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     inbound.h2.closeAll();
     admin.closeAllConnections();
     await Promise.all([close(outboundListener), close(outboundListener6), close(inboundListener), close(admin)]);
+    for (const s of httpServers) s.close();
     pools.close();
+    http1pools.close();
     h2pools.close();
     forwarder.close();
     health.close();

@@ -1,7 +1,7 @@
 // The HTTP listeners' limits (TSMESH_* settings, src/config/settings.ts): how long a client may
 // take to send its headers (slowloris), how long a keep-alive connection may idle, and the
 // largest request body where one is set. One place, for both pipelines.
-import type { IncomingMessage, Server, ServerOptions } from 'node:http';
+import type { Server, ServerOptions } from 'node:http';
 import { ProxyError } from '../errors/errors.ts';
 import type { Limits } from '../config/settings.ts';
 
@@ -17,7 +17,7 @@ export function httpServerOptions(limits: Limits): ServerOptions {
 }
 
 /** The refusal for a request the sidecar will not take now, if any. */
-export function admission(req: IncomingMessage, limits: Limits, full: boolean): ProxyError | undefined {
+export function admission(req: { readonly headers: { readonly 'content-length'?: string | string[] | undefined } }, limits: Limits, full: boolean): ProxyError | undefined {
   if (full) return new ProxyError('OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)');
   const max = limits.maxRequestBodyBytes;
   const declared = req.headers['content-length'];

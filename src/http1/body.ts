@@ -156,14 +156,16 @@ function validExtensions(ext: string): boolean {
   return /^(?:;[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:=(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t !#-[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"))?)+$/.test(ext);
 }
 
+const NOT_IN_TRAILERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'host', 'te', 'trailer', 'proxy-connection']);
+
 /** A trailer line: a token, a colon, a value without control characters. */
 function checkTrailer(line: string): void {
   let i = 0;
   while (i < line.length && TCHAR[line.charCodeAt(i)]) i++;
   if (i === 0 || line.charCodeAt(i) !== 0x3a) throw new HeadError('malformed trailer');
-  // framing fields are not allowed in trailers (RFC 9110 6.5.1)
+  // fields of framing, routing and connection management are not allowed in trailers (RFC 9110 6.5.1)
   const name = line.slice(0, i).toLowerCase();
-  if (name === 'content-length' || name === 'transfer-encoding') throw new HeadError(`${name} in a trailer`);
+  if (NOT_IN_TRAILERS.has(name)) throw new HeadError(`${name} in a trailer`);
   for (i++; i < line.length; i++) {
     const c = line.charCodeAt(i);
     if ((c < 0x20 && c !== 0x09) || c === 0x7f) throw new HeadError('a control character in a trailer');

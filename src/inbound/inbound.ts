@@ -14,12 +14,11 @@
 //                the protocol the caller spoke (HTTP/2 as h2c with prior knowledge)
 //   trace        a SERVER span continuing the caller's CLIENT span, its context sent to the app
 //   observe      x-forwarded-*, x-forwarded-client-cert, metrics, access log
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import { readPreamble } from '../mesh/preamble.ts';
 import { detectProtocol } from '../detect/detect.ts';
-import { onClientError } from '../http/client-error.ts';
 import { setForwarded } from '../http/headers.ts';
 import { pipeSockets } from '../tcp/pipe.ts';
 import { logHttp, logTcp, type RequestLine } from '../log/access.ts';
@@ -32,9 +31,11 @@ import { requestHeaders } from '../h2/headers.ts';
 import { isGrpc } from '../h2/grpc.ts';
 import type { GrpcMetrics } from '../h2/grpc-metrics.ts';
 import type { H2Pools } from '../upstream/h2-pool.ts';
-import { forwardOnce, type Forwarder, type ForwardResult } from '../http/forward.ts';
+import type { Forwarder } from '../http/forward.ts';
+import { Http1Server, type ServerRequest } from '../http1/server.ts';
+import { ForwardOnce, type ForwardResult } from '../http1/transport.ts';
+import type { Http1Pools } from '../http1/client.ts';
 import { ProxyError } from '../errors/errors.ts';
-import { sendProxyError } from '../errors/response.ts';
 import { compileAllowList, handOver, xfccValue, XFCC_HEADER, type AllowList } from '../mtls/index.ts';
 import type { ConnectionPools } from '../upstream/pool.ts';
 import type { LiveConfig } from '../config/live.ts';
@@ -42,7 +43,7 @@ import type { MtlsMode } from '../config/annotations.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
 import type { Limits } from '../config/settings.ts';
-import { admission, httpServerOptions, trackConnections } from '../http/limits.ts';
+import { admission } from '../http/limits.ts';
 import type { Tracing, ServerSpan } from '../tracing/index.ts';
 import type { MeshMetrics } from '../metrics/mesh-metrics.ts';
 import { workloadName } from '../metrics/workload.ts';
@@ -58,7 +59,10 @@ export interface InboundDeps {
   readonly podIP: string;
   readonly trustDomain: string;
   readonly config: LiveConfig;
+  /** node:http agents: WebSocket upgrades (http-proxy). */
   readonly pools: ConnectionPools;
+  /** HTTP/1.1 keep-alive pools to the app (the raw-socket path). */
+  readonly http1: Http1Pools;
   /** HTTP/2 sessions to the app (h2c), for HTTP/2 callers. */
   readonly h2: H2Pools;
   readonly forwarder: Forwarder;
@@ -89,7 +93,8 @@ export interface Caller {
 }
 
 export interface Inbound {
-  readonly server: Server;
+  /** The HTTP/1.1 side (connections are handed to it; it listens nowhere). */
+  readonly server: Http1Server<Caller>;
   /** The HTTP/2 side: streams from peer sidecars (and h2c callers without a sidecar, where allowed). */
   readonly h2: H2Listener<Caller>;
   handleConnection(socket: Socket): void;
@@ -99,7 +104,6 @@ export interface Inbound {
 
 export function createInbound(deps: InboundDeps): Inbound {
   const { podIP, config, pools, forwarder, tracker, log } = deps;
-  const callers = new WeakMap<Socket, Caller>();
 
   // The allow-list, compiled once per annotation change.
   let allow: AllowList = compileAllowList(config.pod.allow, deps.trustDomain);
@@ -168,11 +172,11 @@ export function createInbound(deps: InboundDeps): Inbound {
       ...(span.sampled ? { trace_id: span.context.traceId, span_id: span.context.spanId } : {}),
     });
   };
-  const lineOf = (req: IncomingMessage): RequestLine => ({ method: req.method ?? '', authority: req.headers.host ?? '', path: req.url ?? '', protocol: `HTTP/${req.httpVersion}`, client: req.socket.remoteAddress });
+  const lineOf = (req: ServerRequest<Caller>): RequestLine => ({ method: req.method, authority: typeof req.headers.host === 'string' ? req.headers.host : '', path: req.url, protocol: `HTTP/${req.httpVersion}`, client: req.socket.remoteAddress });
 
   /** Per request: authorization (live), then the identity headers for the app. */
-  const admit = (req: IncomingMessage): { caller: Caller; denied: ProxyError | undefined } => {
-    const caller = callers.get(req.socket)!;
+  const admit = (req: ServerRequest<Caller>): { caller: Caller; denied: ProxyError | undefined } => {
+    const caller = req.conn.context;
     const decision = allow.check(caller.peer);
     delete req.headers[XFCC_HEADER]; // only this sidecar may say who the caller is
     const tls = deps.tls();
@@ -182,27 +186,28 @@ export function createInbound(deps: InboundDeps): Inbound {
     return { caller, denied: decision.allowed ? undefined : new ProxyError('FORBIDDEN', decision.reason) };
   };
 
-  const server = createServer(httpServerOptions(deps.limits), (req, res) => {
+  // One HTTP/1.1 request (src/http1/): admission, authorization, a SERVER span, the app.
+  const request = (req: ServerRequest<Caller>) => {
     const start = performance.now();
     const refused = admission(req, deps.limits, tracker.full);
     const admitted = admit(req);
     const { caller } = admitted;
     const denied = refused ?? admitted.denied;
-    const span = deps.tracing.server(req, { address: req.socket.remoteAddress, port: req.socket.remotePort, identity: caller.peer ?? undefined });
+    const span = deps.tracing.server(req as unknown as IncomingMessage, { address: req.socket.remoteAddress, port: req.socket.remotePort, identity: caller.peer ?? undefined });
     tracker.begin();
-    if (tracker.draining) res.setHeader('connection', 'close');
+    if (tracker.draining) req.closeAfter = true;
     if (denied) {
       if (!refused) log.warn({ code: 'TSMESH_FORBIDDEN', peer: caller.peer, client: req.socket.remoteAddress, reason: denied.message }, 'request refused by the allow-list');
-      sendProxyError(res, denied);
+      req.fail(denied);
       return finish(lineOf(req), start, caller, span)({ status: denied.status, error: denied, bytesIn: 0, bytesOut: 0 });
     }
     span.inject(req.headers);
-    const dest = { ip: podIP, port: caller.port, meshed: false };
-    forwardOnce(forwarder, req, res, targetUrl(dest), pools.agentFor(dest), finish(lineOf(req), start, caller, span));
-  });
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    new ForwardOnce(req, deps.http1, { ip: podIP, port: caller.port, meshed: false }, finish(lineOf(req), start, caller, span));
+  };
+  const upgrade = (sreq: ServerRequest<Caller>, socket: Socket, head: Buffer) => {
     const start = performance.now();
-    const { caller, denied } = admit(req);
+    const { caller, denied } = admit(sreq);
+    const req = sreq as unknown as IncomingMessage; // what http-proxy reads of it: method, url, headers
     if (denied) {
       socket.end(`HTTP/1.1 403 Forbidden\r\nx-tsmesh-error: ${denied.reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       return;
@@ -211,11 +216,10 @@ export function createInbound(deps: InboundDeps): Inbound {
     const span = deps.tracing.server(req, { address: req.socket.remoteAddress, identity: caller.peer ?? undefined });
     span.inject(req.headers);
     const dest = { ip: podIP, port: caller.port, meshed: false };
-    const done = finish(lineOf(req), start, caller, span);
+    const done = finish(lineOf(sreq), start, caller, span);
     forwarder.upgrade(req, socket, head, targetUrl(dest), pools.agentFor(dest), (r) => done({ status: r.status, error: r.error, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten }));
-  });
-  trackConnections(server);
-  server.on('clientError', onClientError(log, 'inbound'));
+  };
+  const server = new Http1Server<Caller>({ handler: { request, upgrade }, limits: deps.limits, log, direction: 'inbound' });
 
   const opaque = (client: Socket, caller: Caller) => {
     const decision = allow.check(caller.peer);
@@ -276,11 +280,7 @@ export function createInbound(deps: InboundDeps): Inbound {
     forwardStreamOnce(proxied, forward, deps.h2.sessionFor({ ip: podIP, port: caller.port, meshed: false }), done);
   }, log);
 
-  const http = (socket: Socket, caller: Caller) => {
-    callers.set(socket, caller);
-    server.emit('connection', socket);
-    socket.resume();
-  };
+  const http = (socket: Socket, caller: Caller) => void server.accept(socket, caller);
 
   /** After the caller is known: the preamble (from a peer sidecar) names the port and protocol. */
   const fromPeer = (socket: Socket, peer: string | null) => {

@@ -20,12 +20,16 @@ import type { P2CBalancer } from '../balance/p2c.ts';
 import type { ConnectionPools } from '../upstream/pool.ts';
 import type { H2Pools } from '../upstream/h2-pool.ts';
 import type { Forwarder } from '../http/forward.ts';
+import type { Http1Pools } from '../http1/client.ts';
 import type { Endpoint } from '../registry/model.ts';
 import type { Policy, RetryOn } from '../config/annotations.ts';
 
 export interface ExchangeDeps {
   readonly forwarder: Forwarder;
+  /** node:http agents: WebSocket upgrades (http-proxy). */
   readonly pools: ConnectionPools;
+  /** HTTP/1.1 keep-alive pools of the raw-socket path. */
+  readonly http1: Http1Pools;
   /** HTTP/2 sessions to endpoints (gRPC and other HTTP/2 streams). */
   readonly h2: H2Pools;
   readonly balancer: P2CBalancer;

@@ -15,7 +15,7 @@
 //               pooled HTTP/1.1 connection, or a stream on the endpoint's shared HTTP/2
 //               session; a child span per attempt
 //   observe     metrics (and gRPC statuses), access log (with the trace and span ids)
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { detectProtocol } from '../detect/detect.ts';
 import { pipeSockets } from '../tcp/pipe.ts';
@@ -26,11 +26,11 @@ import { endpointDestination, type Dialer, type Destination } from '../upstream/
 import type { LiveConfig } from '../config/live.ts';
 import type { Pod, Service } from '../registry/model.ts';
 import { ProxyError } from '../errors/errors.ts';
-import { sendProxyError } from '../errors/response.ts';
-import { onClientError } from '../http/client-error.ts';
 import { logHttp } from '../log/access.ts';
 import { runExchange, type ExchangeDeps, type ExchangeResult, type Destination as ExchangeDestination, type Deadlines } from './exchange.ts';
-import { http1Transport, targetUrl } from '../http/transport.ts';
+import { targetUrl } from '../http/transport.ts';
+import { Http1Server, type ServerRequest } from '../http1/server.ts';
+import { Http1Transport } from '../http1/transport.ts';
 import type { IncomingHttpHeaders } from 'node:http2';
 import { createH2Listener, type H2Listener } from '../h2/server.ts';
 import { ProxiedStream } from '../h2/forward.ts';
@@ -46,7 +46,7 @@ import type { Endpoint } from '../registry/model.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
 import type { Limits } from '../config/settings.ts';
-import { admission, httpServerOptions, trackConnections } from '../http/limits.ts';
+import { admission } from '../http/limits.ts';
 import type { Tracing, ClientSpan } from '../tracing/index.ts';
 import { workloadName } from '../metrics/workload.ts';
 import type { MeshMetrics } from '../metrics/mesh-metrics.ts';
@@ -81,8 +81,8 @@ interface Routed {
 }
 
 export interface Outbound {
-  /** The HTTP/1.1 server (connections are handed to it; it listens nowhere). */
-  readonly server: Server;
+  /** The HTTP/1.1 side (connections are handed to it; it listens nowhere). */
+  readonly server: Http1Server<ConnectionTarget | undefined>;
   /** The HTTP/2 side (h2c prior knowledge from the app). */
   readonly h2: H2Listener<ConnectionTarget | undefined>;
   handleConnection(socket: Socket): void;
@@ -97,7 +97,6 @@ type ConnectionTarget =
 export function createOutbound(deps: OutboundDeps): Outbound {
   const { registry, tracker, log, config } = deps;
   const { forwarder, pools, balancer } = deps.exchange;
-  const connections = new WeakMap<Socket, ConnectionTarget>();
 
   const pick = (target: ServiceTarget): Endpoint => {
     const endpoint = balancer.pick(registry.view.endpoints(target));
@@ -192,7 +191,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     mtls: deps.mtls && ep?.pod.meshed === true,
   });
 
-  const lineOf = (req: IncomingMessage, authority: string): RequestLine => ({ method: req.method ?? '', authority, path: pathOf(req), protocol: `HTTP/${req.httpVersion}`, client: req.socket.remoteAddress });
+  const lineOf = (req: ServerRequest<ConnectionTarget | undefined> | IncomingMessage, authority: string): RequestLine => ({ method: req.method ?? '', authority, path: pathOf(req), protocol: `HTTP/${req.httpVersion}`, client: req.socket.remoteAddress });
 
   const finish = (line: RequestLine, start: number, routed: Partial<Routed>, span: ClientSpan, grpc?: () => number | undefined) => (e: ExchangeResult) => {
     tracker.end();
@@ -225,9 +224,9 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     });
   };
 
-  const fail = (req: IncomingMessage, res: ServerResponse, start: number, err: ProxyError, span: ClientSpan) => {
+  const fail = (req: ServerRequest<ConnectionTarget | undefined>, start: number, err: ProxyError, span: ClientSpan) => {
     tracker.begin();
-    sendProxyError(res, err);
+    req.fail(err);
     finish(lineOf(req, authorityOf(req) ?? ''), start, {}, span)({ status: err.status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
   };
 
@@ -271,26 +270,27 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     }, refuse);
   }, log);
 
-  const server = createServer(httpServerOptions(deps.limits), (req, res) => {
+  // One HTTP/1.1 request (src/http1/): the pipeline above, over the raw-socket core.
+  const request = (req: ServerRequest<ConnectionTarget | undefined>) => {
     const start = performance.now();
-    const span = deps.tracing.client(req);
+    const span = deps.tracing.client(req as unknown as IncomingMessage);
     const refused = admission(req, deps.limits, tracker.full);
-    if (refused) return fail(req, res, start, refused, span);
-    const go = (routed: Routed) => {
+    if (refused) return fail(req, start, refused, span);
+    withRoute(authorityOf(req) ?? '', req.conn.context, (routed) => {
       const dest = destination(routed);
       span.setDestination(dest.name);
       span.inject(req.headers);
       tracker.begin();
-      if (tracker.draining) res.setHeader('connection', 'close');
-      runExchange(deps.exchange, http1Transport(req, res, forwarder, pools), dest, span, finish(lineOf(req, routed.authority), start, routed, span));
-    };
-    withRoute(authorityOf(req) ?? '', connections.get(req.socket), go, (err) => fail(req, res, start, err, span));
-  });
+      if (tracker.draining) req.closeAfter = true;
+      runExchange(deps.exchange, new Http1Transport(req, deps.exchange.http1, endpointDestination), dest, span, finish(lineOf(req, routed.authority), start, routed, span));
+    }, (err) => fail(req, start, err, span));
+  };
 
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+  const upgrade = (sreq: ServerRequest<ConnectionTarget | undefined>, socket: Socket, head: Buffer) => {
+    const req = sreq as unknown as IncomingMessage; // what http-proxy reads of it: method, url, headers
     const start = performance.now();
     const refuse = (e: ProxyError) => socket.end(`HTTP/1.1 ${e.status} ${e.reason}\r\nx-tsmesh-error: ${e.reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-    withRoute(authorityOf(req) ?? '', connections.get(req.socket), (routed) => {
+    withRoute(authorityOf(req) ?? '', sreq.conn.context, (routed) => {
       let endpoint: Endpoint;
       try {
         endpoint = routed.endpoint ?? pick(routed.target!);
@@ -306,15 +306,9 @@ export function createOutbound(deps: OutboundDeps): Outbound {
         done({ status: r.status, error: r.error, endpoint, attempts: 1, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, upstreamMs: undefined }),
       );
     }, refuse);
-  });
-  trackConnections(server);
-  server.on('clientError', onClientError(log, 'outbound'));
-
-  const http1 = (socket: Socket, dest: ConnectionTarget | undefined) => {
-    if (dest) connections.set(socket, dest);
-    server.emit('connection', socket);
-    socket.resume();
   };
+  const server = new Http1Server<ConnectionTarget | undefined>({ handler: { request, upgrade }, limits: deps.limits, log, direction: 'outbound' });
+  const http1 = (socket: Socket, dest: ConnectionTarget | undefined) => void server.accept(socket, dest);
 
   return {
     server,
@@ -351,16 +345,17 @@ function grpcOutcome(e: ExchangeResult, grpcStatus: number | undefined): { statu
   return c.failure ? { status: e.status, error: { reason: grpcStatusLabel(grpcStatus), message: `grpc-status ${grpcStatus}` } } : e;
 }
 
-function authorityOf(req: IncomingMessage): string | undefined {
+function authorityOf(req: { readonly url?: string | undefined; readonly headers: { host?: string | string[] | undefined } }): string | undefined {
   const url = req.url ?? '';
   if (url.startsWith('http://')) {
     const end = url.indexOf('/', 7);
     return url.slice(7, end === -1 ? undefined : end) || undefined;
   }
-  return req.headers.host;
+  const host = req.headers.host;
+  return typeof host === 'string' ? host : undefined;
 }
 
-function pathOf(req: IncomingMessage): string {
+function pathOf(req: { readonly url?: string | undefined }): string {
   const url = req.url ?? '/';
   if (!url.startsWith('http://')) return url;
   const slash = url.indexOf('/', 7);
