@@ -23,7 +23,7 @@ interface Run {
 /** A free-looking loopback address of this run (127.0.0.0/8 is all routed to lo on Linux). */
 const podIP = `127.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}.${2 + Math.floor(Math.random() * 250)}`;
 
-async function startSidecar(dir: string, tlsDir: string | undefined, trace: string | undefined): Promise<Proc> {
+async function startSidecar(dir: string, tlsDir: string | undefined, trace: string | undefined, extraEnv: NodeJS.ProcessEnv): Promise<Proc> {
   const registry = join(dir, 'registry.yaml');
   await writeFile(registry, `services: [{ name: web, namespace: default, ports: [{ port: 80, targetPort: 8080 }], selector: { app: web } }]\npods: [{ name: pod-a, namespace: default, ip: ${podIP}, labels: { app: web }, meshed: true }]\n`);
   await mkdir(join(dir, 'podinfo'), { recursive: true });
@@ -42,6 +42,7 @@ async function startSidecar(dir: string, tlsDir: string | undefined, trace: stri
     TSMESH_LABELS: join(dir, 'podinfo/labels'),
     TSMESH_CONTROL_PLANE: 'https://127.0.0.1:9',
     ...(tlsDir ? { TSMESH_TLS_DIR: tlsDir } : {}),
+    ...extraEnv,
     ...(trace ? { MODULE_TRACE_FILE: trace, NODE_OPTIONS: `--import ${join(repoRoot, 'test/harness/module-trace.ts')}` } : {}),
   };
   const proc = startProcess('tsmesh proxy', node, [join(repoRoot, 'bin/tsmesh.js'), 'proxy'], { logFile: join(dir, 'sidecar.log'), env, cwd: repoRoot });
@@ -49,14 +50,15 @@ async function startSidecar(dir: string, tlsDir: string | undefined, trace: stri
   return proc;
 }
 
-async function measure(dir: string, tlsDir: string | undefined): Promise<Run> {
+async function measure(dir: string, tlsDir: string | undefined, extraEnv: NodeJS.ProcessEnv = {}): Promise<Run> {
+  await mkdir(dir, { recursive: true });
   const trace = join(dir, 'modules.txt');
   await writeFile(trace, '');
-  const traced = await startSidecar(dir, tlsDir, trace);
+  const traced = await startSidecar(dir, tlsDir, trace, extraEnv);
   await sleep(1000);
   await stopTree(traced);
   const modules = [...new Set((await readFile(trace, 'utf8')).split('\n').filter(Boolean))];
-  const proc = await startSidecar(dir, tlsDir, undefined);
+  const proc = await startSidecar(dir, tlsDir, undefined, extraEnv);
   await sleep(SETTLE_MS);
   const mem = treeMemory([proc.pid]);
   await stopTree(proc);
@@ -89,11 +91,17 @@ function table(name: string, run: Run): string {
 const dir = await mkdtemp(join(tmpdir(), 'tsmesh-modules-'));
 try {
   const certs = await makeCerts(join(dir, 'certs'), ['pod-a']);
-  await mkdir(join(dir, 'plain'), { recursive: true });
   const plain = await measure(join(dir, 'plain'), undefined);
-  await mkdir(join(dir, 'mtls'), { recursive: true });
   const mtls = await measure(join(dir, 'mtls'), certs.get('pod-a')!.dir);
-  process.stdout.write(`${table('tsmesh proxy, local mode (registry file), plaintext mesh', plain)}\n${table('tsmesh proxy, local mode with TSMESH_TLS_DIR (mTLS)', mtls)}`);
+  // span export configured as the injector configures it (nothing listens there: idle, no spans)
+  const exporting = await measure(join(dir, 'export'), certs.get('pod-a')!.dir, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' });
+  process.stdout.write(
+    [
+      table('tsmesh proxy, local mode (registry file), plaintext mesh', plain),
+      table('tsmesh proxy, local mode with TSMESH_TLS_DIR (mTLS)', mtls),
+      table('the same with OTEL_EXPORTER_OTLP_ENDPOINT (span export, as the injector sets it)', exporting),
+    ].join('\n'),
+  );
 } finally {
   await rm(dir, { recursive: true, force: true });
 }
