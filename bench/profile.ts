@@ -16,6 +16,7 @@ import { stopAll, stopTree, treeCpuSeconds, treeMemory, sleep } from './lib/proc
 import { latencyOf } from './lib/results.ts';
 import { topology, directUrl, pairUrl } from './lib/topology.ts';
 import { formatSummary, summarizeProfile } from './lib/cpuprofile.ts';
+import { benchLock } from './lib/lock.ts';
 
 const HELP = `Usage: node bench/profile.ts [options]     (Node 24: node_modules/.bin/node bench/profile.ts)
 
@@ -70,6 +71,7 @@ async function main(): Promise<void> {
     for (const f of positionals) process.stdout.write(`${formatSummary(await summarizeProfile(f, top))}\n\n`);
     return;
   }
+  await benchLock((text) => process.stdout.write(`${text}\n`));
   const seconds = Number(values.seconds ?? 15);
   const warmup = Number(values.warmup ?? 2);
   const rate = Number(values.rate ?? 1000);

@@ -18,6 +18,7 @@ import { startTsmeshPair, warmCompileCache, NotAvailable, HANDSHAKE_OK } from '.
 import { probe, probeInNetns, fixedRate, highestThroughput, writeLoadFiles, PAYLOAD, type LoadFiles } from './lib/load.ts';
 import { stopAll, stopTree, treeCpuSeconds, treeMemory, largestTreeMemory, waitListening } from './lib/procs.ts';
 import { startCollector, stopCollector } from './lib/collector.ts';
+import { benchLock } from './lib/lock.ts';
 import { startNetnsCase, netnsCompileCache, warmNetnsCompileCache, NetnsUnavailable, type NetnsKind } from './lib/netns.ts';
 import { toolVersions, nodeVersion, machineInfo, loadAverage, cpuSample, stealPercent, gitDescribe, type Versions } from './lib/machine.ts';
 import { CASE_LABELS, latencyOf, summarize, ratios, goals, isDirect, type CaseId, type Measurement } from './lib/results.ts';
@@ -30,7 +31,7 @@ const benchDir = join(repoRoot, 'bench');
 const sidecarNode = join(repoRoot, 'node_modules/.bin/node');
 const MiB = 1024;
 
-const startedAt = Date.now();
+let startedAt = Date.now();
 /** Set on SIGINT/SIGTERM/SIGHUP: every process is being stopped and the run ends without a report. */
 let interrupted = false;
 function checkInterrupted(): void {
@@ -224,6 +225,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  await benchLock(say);
+  startedAt = Date.now(); // the run's own time, not the wait for another run
   const versions: Versions = toolVersions();
   const sidecarNodeVersion = nodeVersion(sidecarNode);
   const machine = machineInfo();

@@ -12,7 +12,7 @@
 //   iptables) -> the app.
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { netnsCluster, PROXY_UID, type NetnsCluster } from '../../src/localcluster/netns.ts';
+import { netnsCluster, netnsUnsupportedReasons, PROXY_UID, type NetnsCluster } from '../../src/localcluster/netns.ts';
 import { LocalClusterError } from '../../src/localcluster/errors.ts';
 import { appConf, proxyConf, NGINX } from './nginx.ts';
 import { PAYLOAD } from './load.ts';
@@ -70,6 +70,10 @@ export async function startNetnsCase(
   opts: { dir: string; node: string; certs: Map<string, PodCert>; compileCache: string; annotations?: Record<string, string> },
 ): Promise<NetnsSetup> {
   const meshed = kind === 'tsmesh';
+  const unsupported = await netnsUnsupportedReasons({ node: opts.node });
+  const curl = await runToEnd('curl --version', 'curl', ['--version'], { timeoutMs: 5000, logFile: join(opts.dir, '..', 'curl-version.log') }).catch(() => ({ code: 1 }));
+  if (curl.code !== 0) unsupported.push('not on PATH: curl (apt-get install curl)');
+  if (unsupported.length > 0) throw new NetnsUnavailable(unsupported.join('; '));
   let cluster: NetnsCluster;
   try {
     cluster = await netnsCluster({
