@@ -32,6 +32,9 @@ export function classify(status: number | undefined, error: ProxyError | undefin
       case 'TIMEOUT':
         // a per-try timeout: the upstream did not answer in time (Envoy counts it as a 504)
         return { failure: true, conditions: ['5xx', 'gateway-error'], reason: error.reason };
+      case 'BODY_TOO_LARGE':
+        // the client's body went over the limit while it was sent: not the endpoint's failure
+        return { failure: false, conditions: [], reason: error.reason };
       default:
         return { failure: true, conditions: [], reason: error.reason };
     }

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ProxyError } from './errors.ts';
 
 export const ERROR_HEADER = 'x-tsmesh-error';
@@ -20,4 +21,15 @@ export function sendProxyError(res: ServerResponse, err: ProxyError): void {
     [ERROR_HEADER]: err.reason,
   });
   res.end(body);
+}
+
+/**
+ * The same answer on a raw connection (an Upgrade request, which node:http hands over as a
+ * socket): status line, `x-tsmesh-error`, then the connection closes once the answer is
+ * written (as node:http does for `connection: close`), whether or not the client closes its side.
+ */
+export function endWithProxyError(socket: Duplex, err: ProxyError): void {
+  const body = `${err.reason}: ${err.message}\n`;
+  socket.once('finish', () => socket.destroy());
+  socket.end(`HTTP/1.1 ${err.status} ${err.reason}\r\ncontent-type: text/plain; charset=utf-8\r\n${ERROR_HEADER}: ${err.reason}\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
 }

@@ -7,6 +7,11 @@
 //              follows what was consumed): flow control end to end
 //   trailers   forwarded both ways (a gRPC status lives in the response trailers); a
 //              trailers-only response (one HEADERS frame with END_STREAM) stays one
+//   limit      TSMESH_MAX_REQUEST_BODY: the body is counted as it arrives; past the limit the
+//              current try is cancelled and the client gets 413 body-too-large (gRPC:
+//              RESOURCE_EXHAUSTED), then its stream is closed (RST_STREAM NO_ERROR, as RFC 9113
+//              8.1 lets a server that answered before the request ended); once a response has
+//              started, the stream is reset (RST_STREAM INTERNAL_ERROR)
 //   reset      a client RST_STREAM cancels the upstream stream (CANCEL); an upstream reset before
 //              the response head is an error the exchange may retry, after it the client's
 //              stream is reset with the upstream's code
@@ -15,6 +20,7 @@
 //              HTTP status; `x-tsmesh-error` names the reason either way
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { ProxyError } from '../errors/errors.ts';
+import { bodyTooLarge } from '../http/limits.ts';
 import { ERROR_HEADER } from '../errors/response.ts';
 import { REPLAY_LIMIT } from '../retry/replay.ts';
 import { classify, type Classification } from '../classify/classify.ts';
@@ -56,10 +62,17 @@ export class ProxiedStream {
   #upstream: ClientHttp2Stream | undefined;
   #errorTrailers: OutgoingHttpHeaders | undefined;
   #completed = false;
+  // the body limit: bytes received, the refusal once over it, and how the current try learns of it
+  readonly #maxBodyBytes: number | undefined;
+  #received = 0;
+  #tooLarge: ProxyError | undefined;
+  #failTry: ((err: ProxyError) => void) | undefined;
 
-  constructor(client: ServerHttp2Stream, grpc: boolean) {
+  /** `maxBodyBytes`: TSMESH_MAX_REQUEST_BODY (none: no limit). */
+  constructor(client: ServerHttp2Stream, grpc: boolean, maxBodyBytes?: number) {
     this.client = client;
     this.grpc = grpc;
+    this.#maxBodyBytes = maxBodyBytes;
     client.pause(); // no DATA is read until the first try is there to take it
   }
 
@@ -77,6 +90,16 @@ export class ProxiedStream {
     this.#started = true;
     const client = this.client;
     client.on('data', (chunk: Buffer) => {
+      if (this.#tooLarge) return;
+      this.#received += chunk.length;
+      if (this.#maxBodyBytes !== undefined && this.#received > this.#maxBodyBytes) {
+        this.#tooLarge = bodyTooLarge(this.#received, this.#maxBodyBytes);
+        this.#held = null;
+        client.pause();
+        if (this.#upstream) client.close(NGHTTP2_INTERNAL_ERROR); // the response had started: reset (its 'close' cancels the upstream's)
+        else this.#failTry?.(this.#tooLarge);
+        return;
+      }
       if (this.#held) {
         if (this.#heldBytes + chunk.length > REPLAY_LIMIT) this.#held = null;
         else {
@@ -125,6 +148,10 @@ export class ProxiedStream {
     let up: ClientHttp2Stream | undefined;
     upstream.use((session) => {
       if (settled) return;
+      if (this.#tooLarge) {
+        settled = true;
+        return handlers.onError(this.#tooLarge);
+      }
       if (!('request' in session)) {
         settled = true;
         return handlers.onError(session);
@@ -152,6 +179,13 @@ export class ProxiedStream {
       stream.once('wantTrailers', () => stream.sendTrailers(this.#requestTrailers ? outgoingTrailers(this.#requestTrailers) : {}));
       stream.on('error', failed);
       stream.once('close', () => failed(undefined));
+      this.#failTry = (err) => {
+        if (settled) return;
+        settled = true;
+        this.#detach(stream);
+        if (!stream.closed) stream.close(NGHTTP2_CANCEL);
+        handlers.onError(err);
+      };
       this.#attach(stream);
     });
     return {
@@ -239,11 +273,13 @@ export class ProxiedStream {
       if (this.grpc) {
         this.grpcStatus = grpcStatus;
         client.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatus), 'grpc-message': encodeGrpcMessage(`${err.reason}: ${err.message}`), [ERROR_HEADER]: err.reason }, { endStream: true });
+        if (err.code === 'BODY_TOO_LARGE') client.close(NGHTTP2_NO_ERROR);
         return 200;
       }
       const body = `${err.reason}: ${err.message}\n`;
       client.respond({ ':status': err.status, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), [ERROR_HEADER]: err.reason });
       client.end(body);
+      if (err.code === 'BODY_TOO_LARGE') client.close(NGHTTP2_NO_ERROR); // after the answer: the rest of the body is not wanted
       return err.status;
     }
     const up = this.#upstream;

@@ -166,7 +166,14 @@ export function createForwarder(): Forwarder {
       const onProxyReq = (proxyReq: ClientRequest, r: IncomingMessage) => {
         if (r !== req) return;
         proxy.off('proxyReqWs', onProxyReq);
-        proxyReq.once('upgrade', () => (status = 101));
+        proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) => {
+          status = 101;
+          // http-proxy pipes the two sockets, which ends one side only when the other ends
+          // cleanly: a side that is destroyed (reset, or closed by its owner) must take the
+          // other with it, or that one stays half-open for good
+          socket.once('close', () => closeSoon(upstream));
+          upstream.once('close', () => closeSoon(socket));
+        });
         proxyReq.once('response', (upRes: IncomingMessage) => (status = upRes.statusCode ?? 0));
       };
       proxy.on('proxyReqWs', onProxyReq);
@@ -187,6 +194,14 @@ export function createForwarder(): Forwarder {
       proxy.close();
     },
   };
+}
+
+/** Ends a socket's write side and closes it once that is flushed (what is queued still goes out). */
+function closeSoon(socket: Socket): void {
+  if (socket.destroyed) return;
+  socket.end();
+  if (socket.writableFinished) socket.destroy();
+  else socket.once('finish', () => socket.destroy());
 }
 
 /** The upstream's headers as written (original case, repeated headers kept), for writeHead. */

@@ -19,12 +19,18 @@ export function httpServerOptions(limits: Limits): ServerOptions {
 /** The refusal for a request the sidecar will not take now, if any. */
 export function admission(req: { readonly headers: { readonly 'content-length'?: string | string[] | undefined } }, limits: Limits, full: boolean): ProxyError | undefined {
   if (full) return new ProxyError('OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)');
-  const max = limits.maxRequestBodyBytes;
-  const declared = req.headers['content-length'];
-  if (max !== undefined && declared !== undefined && Number(declared) > max) {
-    return new ProxyError('BODY_TOO_LARGE', `the request body (${declared} bytes) is larger than the limit of ${max} bytes (TSMESH_MAX_REQUEST_BODY)`);
-  }
-  return undefined;
+  return declaredBodyTooLarge(req.headers['content-length'], limits.maxRequestBodyBytes);
+}
+
+/** The refusal of a request whose declared length (content-length, HTTP/1.1 or HTTP/2) is over the limit. */
+export function declaredBodyTooLarge(contentLength: string | string[] | undefined, max: number | undefined): ProxyError | undefined {
+  const declared = Number(Array.isArray(contentLength) ? contentLength[0] : contentLength);
+  return max !== undefined && declared > max ? bodyTooLarge(declared, max) : undefined;
+}
+
+/** 413 body-too-large: `bytes` declared, or counted so far (an HTTP/2 body is counted as it arrives). */
+export function bodyTooLarge(bytes: number, max: number): ProxyError {
+  return new ProxyError('BODY_TOO_LARGE', `the request body (${bytes} bytes) is larger than the limit of ${max} bytes (TSMESH_MAX_REQUEST_BODY)`);
 }
 
 /**

@@ -182,7 +182,7 @@ export interface ForwardResult {
 export class ForwardOnce implements UpstreamHandlers, ResponseListener {
   readonly #req: ServerRequest;
   readonly #done: (r: ForwardResult) => void;
-  readonly #attempt: UpstreamAttempt;
+  #attempt: UpstreamAttempt | undefined;
   #finished = false;
   readonly result: ForwardResult = { status: 0, error: undefined, bytesIn: 0, bytesOut: 0 };
 
@@ -191,7 +191,10 @@ export class ForwardOnce implements UpstreamHandlers, ResponseListener {
     this.#done = done;
     prepareRequestHeaders(req);
     req.gone = this;
-    this.#attempt = new UpstreamAttempt(req, pools.poolFor(dest), requestHead(req), { replay: undefined, prefix: undefined }, this);
+    const attempt = new UpstreamAttempt(req, pools.poolFor(dest), requestHead(req), { replay: undefined, prefix: undefined }, this);
+    this.#attempt = attempt;
+    // the request can fail while the attempt starts (a body refused as it is read): cancel it then
+    if (this.#finished) attempt.cancel();
   }
 
   onResponse(response: UpstreamAttempt): void {
@@ -213,7 +216,7 @@ export class ForwardOnce implements UpstreamHandlers, ResponseListener {
 
   clientGone(): void {
     if (this.#finished) return;
-    this.#attempt.cancel();
+    this.#attempt?.cancel();
     if (!this.#req.headersSent) this.result.status = 499;
     this.#finish();
   }

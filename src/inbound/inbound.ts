@@ -36,6 +36,7 @@ import { Http1Server, type ServerRequest } from '../http1/server.ts';
 import { ForwardOnce, type ForwardResult } from '../http1/transport.ts';
 import type { Http1Pools } from '../http1/client.ts';
 import { ProxyError } from '../errors/errors.ts';
+import { endWithProxyError } from '../errors/response.ts';
 import { compileAllowList, handOver, xfccValue, XFCC_HEADER, type AllowList } from '../mtls/index.ts';
 import type { ConnectionPools } from '../upstream/pool.ts';
 import type { LiveConfig } from '../config/live.ts';
@@ -43,7 +44,7 @@ import type { MtlsMode } from '../config/annotations.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
 import type { Limits } from '../config/settings.ts';
-import { admission } from '../http/limits.ts';
+import { admission, declaredBodyTooLarge } from '../http/limits.ts';
 import type { Tracing, ServerSpan } from '../tracing/index.ts';
 import type { MeshMetrics } from '../metrics/mesh-metrics.ts';
 import { workloadName } from '../metrics/workload.ts';
@@ -204,19 +205,22 @@ export function createInbound(deps: InboundDeps): Inbound {
     span.inject(req.headers);
     new ForwardOnce(req, deps.http1, { ip: podIP, port: caller.port, meshed: false }, finish(lineOf(req), start, caller, span));
   };
+  // A WebSocket (any Upgrade) counts as a request in flight for as long as it is open.
   const upgrade = (sreq: ServerRequest<Caller>, socket: Socket, head: Buffer) => {
     const start = performance.now();
+    const overloaded = tracker.full;
     const { caller, denied } = admit(sreq);
     const req = sreq as unknown as IncomingMessage; // what http-proxy reads of it: method, url, headers
-    if (denied) {
-      socket.end(`HTTP/1.1 403 Forbidden\r\nx-tsmesh-error: ${denied.reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-      return;
-    }
-    tracker.begin();
     const span = deps.tracing.server(req, { address: req.socket.remoteAddress, identity: caller.peer ?? undefined });
+    const done = finish(lineOf(sreq), start, caller, span);
+    tracker.begin();
+    const refused = overloaded ? new ProxyError('OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)') : denied;
+    if (refused) {
+      endWithProxyError(socket, refused);
+      return done({ status: refused.status, error: refused, bytesIn: 0, bytesOut: 0 });
+    }
     span.inject(req.headers);
     const dest = { ip: podIP, port: caller.port, meshed: false };
-    const done = finish(lineOf(sreq), start, caller, span);
     forwarder.upgrade(req, socket, head, targetUrl(dest), pools.agentFor(dest), (r) => done({ status: r.status, error: r.error, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten }));
   };
   const server = new Http1Server<Caller>({ handler: { request, upgrade }, limits: deps.limits, log, direction: 'inbound' });
@@ -249,7 +253,7 @@ export function createInbound(deps: InboundDeps): Inbound {
   const h2 = createH2Listener<Caller>((stream, headers, caller) => {
     const start = performance.now();
     const grpc = isGrpc(headers);
-    const proxied = new ProxiedStream(stream, grpc);
+    const proxied = new ProxiedStream(stream, grpc, deps.limits.maxRequestBodyBytes);
     const client = stream.session?.socket?.remoteAddress;
     const authority = String(headers[':authority'] ?? headers.host ?? '');
     const line: RequestLine = { method: String(headers[':method'] ?? ''), authority, path: String(headers[':path'] ?? ''), protocol: 'HTTP/2', client };
@@ -271,6 +275,8 @@ export function createInbound(deps: InboundDeps): Inbound {
       const err = new ProxyError('OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)');
       return done({ status: proxied.fail(err) ?? 0, error: err, bytesIn: 0, bytesOut: 0 });
     }
+    const tooLarge = declaredBodyTooLarge(headers['content-length'], deps.limits.maxRequestBodyBytes);
+    if (tooLarge) return done({ status: proxied.fail(tooLarge) ?? 0, error: tooLarge, bytesIn: 0, bytesOut: 0 });
     if (!decision.allowed) {
       const denied = new ProxyError('FORBIDDEN', decision.reason);
       log.warn({ code: 'TSMESH_FORBIDDEN', peer: caller.peer, client, reason: denied.message }, 'request refused by the allow-list');

@@ -26,6 +26,7 @@ import { endpointDestination, type Dialer, type Destination } from '../upstream/
 import type { LiveConfig } from '../config/live.ts';
 import type { Pod, Service } from '../registry/model.ts';
 import { ProxyError } from '../errors/errors.ts';
+import { endWithProxyError } from '../errors/response.ts';
 import { logHttp } from '../log/access.ts';
 import { runExchange, type ExchangeDeps, type ExchangeResult, type Destination as ExchangeDestination, type Deadlines } from './exchange.ts';
 import { targetUrl } from '../http/transport.ts';
@@ -46,7 +47,7 @@ import type { Endpoint } from '../registry/model.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
 import type { Limits } from '../config/settings.ts';
-import { admission } from '../http/limits.ts';
+import { admission, declaredBodyTooLarge } from '../http/limits.ts';
 import type { Tracing, ClientSpan } from '../tracing/index.ts';
 import { workloadName } from '../metrics/workload.ts';
 import type { MeshMetrics } from '../metrics/mesh-metrics.ts';
@@ -237,7 +238,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     const path = String(headers[':path'] ?? '/');
     const method = String(headers[':method'] ?? '');
     const grpc = isGrpc(headers);
-    const proxied = new ProxiedStream(stream, grpc);
+    const proxied = new ProxiedStream(stream, grpc, deps.limits.maxRequestBodyBytes);
     const line: RequestLine = { method, authority, path, protocol: 'HTTP/2', client: stream.session?.socket?.remoteAddress };
     const forward = requestHeaders(headers);
     const span = deps.tracing.client({ method, url: `http://${authority}${path}`, headers: forward as IncomingHttpHeaders, httpVersion: '2' });
@@ -249,6 +250,8 @@ export function createOutbound(deps: OutboundDeps): Outbound {
       finish(line, start, {}, span, grpcStatus)({ status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
     };
     if (overloaded) return refuse(new ProxyError('OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)'));
+    const tooLarge = declaredBodyTooLarge(headers['content-length'], deps.limits.maxRequestBodyBytes);
+    if (tooLarge) return refuse(tooLarge);
     const timeout = grpc ? parseGrpcTimeout(headers['grpc-timeout']) : undefined;
     if (timeout instanceof Error) return refuse(new ProxyError('BAD_REQUEST', timeout.message));
     withRoute(authority, conn, (routed) => {
@@ -286,10 +289,11 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     }, (err) => fail(req, start, err, span));
   };
 
+  // A WebSocket (any Upgrade) counts as a request in flight for as long as it is open.
   const upgrade = (sreq: ServerRequest<ConnectionTarget | undefined>, socket: Socket, head: Buffer) => {
     const req = sreq as unknown as IncomingMessage; // what http-proxy reads of it: method, url, headers
     const start = performance.now();
-    const refuse = (e: ProxyError) => socket.end(`HTTP/1.1 ${e.status} ${e.reason}\r\nx-tsmesh-error: ${e.reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    const refuse = (e: ProxyError) => endWithProxyError(socket, e);
     withRoute(authorityOf(req) ?? '', sreq.conn.context, (routed) => {
       let endpoint: Endpoint;
       try {
@@ -297,11 +301,17 @@ export function createOutbound(deps: OutboundDeps): Outbound {
       } catch (err) {
         return refuse(err as ProxyError);
       }
-      tracker.begin();
-      req.headers['x-tsmesh-attempt'] = '1';
       const span = deps.tracing.client(req);
-      span.inject(req.headers);
       const done = finish(lineOf(req, routed.authority), start, routed, span);
+      const overloaded = tracker.full;
+      tracker.begin();
+      if (overloaded) {
+        const err = new ProxyError('OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)');
+        refuse(err);
+        return done({ status: err.status, error: err, endpoint: undefined, attempts: 0, bytesIn: 0, bytesOut: 0, upstreamMs: undefined });
+      }
+      req.headers['x-tsmesh-attempt'] = '1';
+      span.inject(req.headers);
       forwarder.upgrade(req, socket, head, targetUrl(endpoint), pools.agentFor(endpointDestination(endpoint)), (r) =>
         done({ status: r.status, error: r.error, endpoint, attempts: 1, bytesIn: socket.bytesRead, bytesOut: socket.bytesWritten, upstreamMs: undefined }),
       );

@@ -185,7 +185,15 @@ export interface Pair {
  */
 export async function sidecarPair(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
-  options: { annotations?: { a?: Record<string, string>; b?: Record<string, string> }; services?: ServiceDef[]; serviceAnnotations?: Record<string, string>; mtls?: boolean; env?: Record<string, string> } = {},
+  options: {
+    annotations?: { a?: Record<string, string>; b?: Record<string, string> };
+    services?: ServiceDef[];
+    serviceAnnotations?: Record<string, string>;
+    mtls?: boolean;
+    /** settings of both sidecars; `podEnv` adds to one of them (e.g. a limit on the server side only) */
+    env?: Record<string, string>;
+    podEnv?: { a?: Record<string, string>; b?: Record<string, string> };
+  } = {},
 ): Promise<Pair> {
   const dir = await tempDir();
   const a: PodDef = { name: 'pod-a', ip: loopbackIP(), labels: { app: 'web-app' }, meshed: true, serviceAccount: 'pod-a' };
@@ -205,8 +213,8 @@ export async function sidecarPair(
     services: [{ name: 'pod-service', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web-app' }, annotations: options.serviceAnnotations ?? {} }, ...(options.services ?? [])],
     pods: [a, b],
   });
-  const server = await testSidecar({ pod: a, registryFile, dir: dir.path, annotations: options.annotations?.a ?? {}, env: { ...options.env, ...tlsEnv.a } });
-  const client = await testSidecar({ pod: b, registryFile, dir: dir.path, annotations: options.annotations?.b ?? {}, env: { ...options.env, ...tlsEnv.b } });
+  const server = await testSidecar({ pod: a, registryFile, dir: dir.path, annotations: options.annotations?.a ?? {}, env: { ...options.env, ...options.podEnv?.a, ...tlsEnv.a } });
+  const client = await testSidecar({ pod: b, registryFile, dir: dir.path, annotations: options.annotations?.b ?? {}, env: { ...options.env, ...options.podEnv?.b, ...tlsEnv.b } });
   return {
     app,
     client,
