@@ -37,7 +37,9 @@ async function h2App(pair: Pair): Promise<{ complete: number[]; streams: number;
     let n = 0;
     stream.on('data', (c: Buffer) => (n += c.length));
     stream.on('end', () => {
-      if (!stream.closed) stream.respond({ ':status': 200 }), stream.end(`got ${n}`);
+      if (stream.closed) return;
+      stream.respond({ ':status': 200 });
+      stream.end(`got ${n}`);
     });
     // a body the app read whole: its stream ended normally (a cancelled one ends too, with a code)
     stream.on('close', () => stream.rstCode === constants.NGHTTP2_NO_ERROR && stream.readableEnded && app.complete.push(n));
