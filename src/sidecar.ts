@@ -161,7 +161,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
   const forwarder = createForwarder();
   // Resilience state, per endpoint (latency, breaker, ejection) and per destination (budget).
   const balancer = new P2CBalancer();
-  const health = new HealthTable((h) => meshMetrics.circuitBreaker(h.service, h.key, h.state));
+  const health = new HealthTable({ onState: (h) => meshMetrics.circuitBreaker(h.service, h.key, h.state) });
   const budgets = new Map<string, RetryBudget>();
   const budgetFor = (destination: string, ratio: number) => {
     let b = budgets.get(destination);
@@ -169,14 +169,24 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     else b.ratio = ratio;
     return b;
   };
+  // GET /config: per endpoint its latency estimate, and per Service that reaches it its health
   const endpointStates = () => {
     const latency = balancer.snapshot();
-    return Object.fromEntries(health.snapshot().map((h) => [h.endpoint, { service: h.service, breakerOpen: h.open, ejected: h.ejected, ...latency[h.endpoint] }]));
+    const out: Record<string, { ewmaMs?: number; pending?: number; breakerOpen: boolean; ejected: boolean; services: Record<string, unknown> }> = {};
+    for (const { service, endpoint, ...state } of health.snapshot()) {
+      const e = (out[endpoint] ??= { ...latency[endpoint], breakerOpen: false, ejected: false, services: {} });
+      e.services[service] = state;
+      e.breakerOpen ||= state.breaker === 'open';
+      e.ejected ||= state.accrual === 'ejected';
+    }
+    return out;
   };
   registry.on('change', (view) => {
-    const live = new Set(view.services.flatMap((s) => s.ports.flatMap((p) => view.endpoints({ service: s, port: p }).map((e) => e.key))));
-    balancer.retain((key) => live.has(key));
-    health.retain((key) => live.has(key), (h) => meshMetrics.forgetEndpoint(h.service, h.key));
+    const live = new Map(view.services.map((s) => [`${s.name}.${s.namespace}`, new Set(s.ports.flatMap((p) => view.endpoints({ service: s, port: p }).map((e) => e.key)))]));
+    const keys = new Set([...live.values()].flatMap((k) => [...k]));
+    balancer.retain((key) => keys.has(key));
+    // a destination that is no Service is a pod called directly: kept while the pod serves
+    health.retain((service, key) => live.get(service)?.has(key) ?? keys.has(key), (h) => meshMetrics.forgetEndpoint(h.service, h.key));
   });
   const accessLog = log.child({ component: 'access' });
 

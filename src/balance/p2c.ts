@@ -1,45 +1,100 @@
 // Load balancing by power of two choices over a peak-EWMA of latency weighted by in-flight
-// requests, as Linkerd does: pick two endpoints at random, send to the one whose
-// latency * (pending + 1) is lower. A slower observation raises the estimate at once
-// (peak-sensitive); faster ones pull it down with a weight that grows with the time since the
-// last one. An endpoint not yet measured wins while it has nothing in flight, so a new pod
-// gets traffic at once, one request at a time until its first answer.
+// requests (Linkerd's balancer): pick two endpoints at random, send to the one whose
+// cost = estimate x (pending + 1) is lower.
+//
+// The estimate forgets: it decays toward zero with the time since it was last updated,
+// computed when it is read (a time constant of `decayMs`). An endpoint that stopped getting
+// traffic after one slow answer (or after its first one, which paid for the connection's
+// handshakes) therefore looks cheaper again within a second or two and gets a new sample;
+// without that, a stale high estimate would keep it out for good.
+//   sample above the estimate   the estimate jumps to it at once (peak-sensitive)
+//   sample below it             it is pulled toward the sample with a weight that grows with
+//                               the time since the last update
+//   failure                     counts as a sample of `failurePenalty` times the larger of the
+//                               estimate and the default, so an endpoint that fails fast
+//                               never looks faster than one that answers
+// A new endpoint starts at `defaultRttMs`, and its first sample is not taken (it includes the
+// connection's set-up); the pending factor keeps a new endpoint from taking every request.
 import type { Endpoint } from '../registry/model.ts';
 
-const DECAY_MS = 10_000;
+/** The balancer's defaults, in one place. */
+export const BALANCER_DEFAULTS = {
+  /** the estimate of an endpoint not yet measured */
+  defaultRttMs: 5,
+  /** time constant of the decay: after this long unused, an estimate is down to 37 %. Linkerd
+   * uses 10 s. A latency spike (30x on a busy machine) moves traffic to the other endpoint
+   * until it is forgotten; at 100 ms that takes a third of a second, so two identical
+   * endpoints each get 30-70 % of sequential calls over any two seconds, and an endpoint 10x
+   * slower still gets under 10 % (docs/resilience.md) */
+  decayMs: 150,
+  /** a failed attempt weighs this many times the estimate (or the default, when larger) */
+  failurePenalty: 10,
+} as const;
 
-class Stats {
-  ewma: number | undefined;
+export interface BalancerOptions {
+  /** a monotonic clock in ms (performance.now) */
+  now?: () => number;
+  random?: () => number;
+  defaultRttMs?: number;
+  decayMs?: number;
+  failurePenalty?: number;
+}
+
+class Estimate {
+  #ms: number;
+  #stamp: number;
+  /** samples taken; the first one is not (see the top of the file) */
+  samples = 0;
   pending = 0;
-  stamp = performance.now();
 
-  cost(): number {
-    if (this.ewma === undefined) return this.pending === 0 ? 0 : Number.MAX_VALUE;
-    return this.ewma * (this.pending + 1);
+  constructor(ms: number, now: number) {
+    this.#ms = ms;
+    this.#stamp = now;
   }
 
-  observe(rttMs: number, now: number): void {
-    const rtt = Math.max(rttMs, 0.01);
-    if (this.ewma === undefined || rtt > this.ewma) this.ewma = rtt;
-    else {
-      const w = Math.exp(-Math.max(0, now - this.stamp) / DECAY_MS);
-      this.ewma = this.ewma * w + rtt * (1 - w);
+  /** The estimate at `now`, decayed since the last update. */
+  read(now: number, decayMs: number): number {
+    const elapsed = Math.max(0, now - this.#stamp);
+    if (elapsed > 0) {
+      this.#ms *= Math.exp(-elapsed / decayMs);
+      this.#stamp = now;
     }
-    this.stamp = now;
+    return this.#ms;
+  }
+
+  observe(sampleMs: number, now: number, decayMs: number): void {
+    const elapsed = Math.max(0, now - this.#stamp);
+    this.#stamp = now;
+    if (sampleMs > this.#ms) this.#ms = sampleMs;
+    else {
+      const w = Math.exp(-elapsed / decayMs);
+      this.#ms = this.#ms * w + sampleMs * (1 - w);
+    }
   }
 }
 
 export interface Lease {
-  /** Records the attempt's latency (to the response head), or only releases it (undefined). */
-  done(rttMs: number | undefined): void;
+  /**
+   * Ends the attempt: `rttMs` is its latency to the response head, or undefined when it was
+   * abandoned (no sample); `failed` when the endpoint failed it (connect failure, reset, 5xx).
+   */
+  done(rttMs: number | undefined, failed?: boolean): void;
 }
 
 export class P2CBalancer {
-  readonly #stats = new Map<string, Stats>();
+  readonly #estimates = new Map<string, Estimate>();
+  readonly #now: () => number;
   readonly #random: () => number;
+  readonly #defaultRttMs: number;
+  readonly #decayMs: number;
+  readonly #penalty: number;
 
-  constructor(options: { random?: () => number } = {}) {
+  constructor(options: BalancerOptions = {}) {
+    this.#now = options.now ?? (() => performance.now());
     this.#random = options.random ?? Math.random;
+    this.#defaultRttMs = options.defaultRttMs ?? BALANCER_DEFAULTS.defaultRttMs;
+    this.#decayMs = options.decayMs ?? BALANCER_DEFAULTS.decayMs;
+    this.#penalty = options.failurePenalty ?? BALANCER_DEFAULTS.failurePenalty;
   }
 
   /** Chooses among `candidates` (already filtered for health by the caller). */
@@ -51,39 +106,56 @@ export class P2CBalancer {
     if (j >= i) j++;
     const a = candidates[i]!;
     const b = candidates[j]!;
-    return this.#get(a.key).cost() <= this.#get(b.key).cost() ? a : b;
+    const now = this.#now();
+    const ca = this.cost(a.key, now);
+    const cb = this.cost(b.key, now);
+    // equal costs (two new endpoints, two idle ones): either, at random
+    if (ca === cb) return this.#random() < 0.5 ? a : b;
+    return ca < cb ? a : b;
   }
 
-  /** Marks a request in flight to `endpoint`; the lease records its latency when done. */
+  /** estimate x (pending + 1), as the balancer compares it at `now`. */
+  cost(key: string, now = this.#now()): number {
+    const e = this.#get(key);
+    return e.read(now, this.#decayMs) * (e.pending + 1);
+  }
+
+  /** Marks a request in flight to `endpoint`; the lease records its outcome when done. */
   start(endpoint: Endpoint): Lease {
-    const s = this.#get(endpoint.key);
-    s.pending++;
+    const e = this.#get(endpoint.key);
+    e.pending++;
     let released = false;
     return {
-      done: (rttMs) => {
+      done: (rttMs, failed = false) => {
         if (released) return;
         released = true;
-        s.pending--;
-        if (rttMs !== undefined) s.observe(rttMs, performance.now());
+        e.pending--;
+        if (rttMs === undefined && !failed) return;
+        const now = this.#now();
+        if (failed) {
+          const penalty = Math.max(e.read(now, this.#decayMs), this.#defaultRttMs, rttMs ?? 0) * this.#penalty;
+          e.observe(penalty, now, this.#decayMs);
+        } else if (e.samples++ > 0) e.observe(Math.max(rttMs!, 0.01), now, this.#decayMs);
       },
     };
   }
 
   /** Drops the state of endpoints that left the registry. */
   retain(keep: (key: string) => boolean): void {
-    for (const key of this.#stats.keys()) if (!keep(key)) this.#stats.delete(key);
+    for (const key of this.#estimates.keys()) if (!keep(key)) this.#estimates.delete(key);
   }
 
-  snapshot(): Record<string, { ewmaMs: number | null; pending: number }> {
-    return Object.fromEntries([...this.#stats].map(([k, s]) => [k, { ewmaMs: s.ewma === undefined ? null : Math.round(s.ewma * 100) / 100, pending: s.pending }]));
+  snapshot(): Record<string, { ewmaMs: number; pending: number }> {
+    const now = this.#now();
+    return Object.fromEntries([...this.#estimates].map(([k, e]) => [k, { ewmaMs: Math.round(e.read(now, this.#decayMs) * 100) / 100, pending: e.pending }]));
   }
 
-  #get(key: string): Stats {
-    let s = this.#stats.get(key);
-    if (!s) {
-      s = new Stats();
-      this.#stats.set(key, s);
+  #get(key: string): Estimate {
+    let e = this.#estimates.get(key);
+    if (!e) {
+      e = new Estimate(this.#defaultRttMs, this.#now());
+      this.#estimates.set(key, e);
     }
-    return s;
+    return e;
   }
 }

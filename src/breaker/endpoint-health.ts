@@ -1,8 +1,14 @@
-// Per-endpoint health, consulted by the balancer: a circuit breaker (opossum) fed by the shared
-// response classification, and outlier ejection after connection failures. Keyed by
-// endpoint ("ip:port"); state for endpoints that leave the registry is dropped.
+// Per-endpoint health, consulted before balancing: for each (destination Service, endpoint), a
+// windowed circuit breaker (opossum) and failure accrual (./accrual.ts), both fed by the
+// shared response classification and both with that Service's policy. Two Services that reach
+// the same pod keep separate state, each with its own settings; a policy change applies to the
+// state in place (counts, open or ejected, are kept). State of endpoints that leave a Service
+// is dropped.
 import CircuitBreaker from 'opossum';
 import type { Policy } from '../config/annotations.ts';
+import type { Classification } from '../classify/classify.ts';
+import type { Endpoint } from '../registry/model.ts';
+import { FailureAccrual, type AccrualState } from './accrual.ts';
 
 export interface BreakerSettings {
   errorThresholdPercentage: number;
@@ -21,88 +27,116 @@ export function breakerSettings(policy: Policy): BreakerSettings {
 /** An attempt's result as the breaker sees it. */
 class AttemptFailed extends Error {}
 
+/** What an open, half-open or ejected endpoint looks like to metrics: skipped (1) or not (0). */
+export type HealthState = 'open' | 'half-open' | 'closed';
+
+/** One attempt admitted to an endpoint: `settle` records its classification, once (undefined: abandoned, nothing to record). */
+export interface Ticket {
+  settle(c: Classification | undefined): void;
+}
+
 export class EndpointHealth {
   readonly key: string;
   readonly service: string;
-  #breaker: CircuitBreaker<[Promise<boolean>], boolean>;
-  #settings: BreakerSettings;
+  readonly #breaker: CircuitBreaker<[Promise<boolean>], boolean>;
+  readonly #accrual: FailureAccrual;
   #probing = false;
-  #ejectedUntil = 0;
-  #ejections = 0;
   readonly #onState: (h: EndpointHealth) => void;
+  #reported: HealthState = 'closed';
 
-  constructor(key: string, service: string, settings: BreakerSettings, onState: (h: EndpointHealth) => void) {
+  constructor(key: string, service: string, policy: Policy, onState: (h: EndpointHealth) => void, now?: () => number) {
     this.key = key;
     this.service = service;
-    this.#settings = settings;
     this.#onState = onState;
-    this.#breaker = this.#make(settings);
+    this.#accrual = new FailureAccrual({ threshold: policy['consecutive-failures'], now });
+    this.#breaker = new CircuitBreaker(
+      async (outcome: Promise<boolean>) => {
+        if (!(await outcome)) throw new AttemptFailed();
+        return true;
+      },
+      { ...breakerSettings(policy), timeout: false, rollingCountTimeout: 10_000, rollingCountBuckets: 10 },
+    );
+    this.#breaker.on('open', () => this.#report());
+    this.#breaker.on('halfOpen', () => this.#report());
+    this.#breaker.on('close', () => this.#report());
   }
 
-  #make(settings: BreakerSettings): CircuitBreaker<[Promise<boolean>], boolean> {
-    const b = new CircuitBreaker(async (outcome: Promise<boolean>) => {
-      if (!(await outcome)) throw new AttemptFailed();
-      return true;
-    }, { ...settings, timeout: false, rollingCountTimeout: 10_000, rollingCountBuckets: 10 });
-    b.on('open', () => this.#onState(this));
-    b.on('close', () => this.#onState(this));
-    b.on('halfOpen', () => this.#onState(this));
-    return b;
+  /**
+   * Applies the Service's current policy. opossum reads these three options from the breaker's
+   * `options` at each decision (its types do not declare the field), so the window's counts
+   * and an open state stay; test/resilience.test.ts holds it to that.
+   */
+  update(policy: Policy): void {
+    Object.assign((this.#breaker as unknown as { options: BreakerSettings }).options, breakerSettings(policy));
+    this.#accrual.threshold = policy['consecutive-failures'];
   }
 
-  /** New policy values apply to a fresh breaker (its counts restart). */
-  update(settings: BreakerSettings): void {
-    const s = this.#settings;
-    if (s.errorThresholdPercentage === settings.errorThresholdPercentage && s.volumeThreshold === settings.volumeThreshold && s.resetTimeout === settings.resetTimeout) return;
-    this.#breaker.shutdown();
-    this.#settings = settings;
-    this.#breaker = this.#make(settings);
-    this.#onState(this);
-  }
-
-  get open(): boolean {
-    return this.#breaker.opened;
-  }
-
-  get state(): 'open' | 'half-open' | 'closed' {
+  /** The windowed breaker's state. */
+  get breaker(): HealthState {
     return this.#breaker.opened ? 'open' : this.#breaker.halfOpen ? 'half-open' : 'closed';
   }
 
-  /** Whether the balancer may pick this endpoint now: closed, or half-open with no probe out. */
-  get available(): boolean {
+  get accrual(): AccrualState {
+    return this.#accrual.state;
+  }
+
+  /** Skipped by the breaker or by accrual (half-open and probing count): what the gauge shows. */
+  get state(): HealthState {
+    const breaker = this.breaker;
+    if (breaker !== 'closed') return breaker;
+    const accrual = this.#accrual.state;
+    return accrual === 'ejected' ? 'open' : accrual === 'probing' ? 'half-open' : 'closed';
+  }
+
+  /** The breaker lets a request through: closed, or half-open with no probe out. */
+  get breakerAvailable(): boolean {
     if (this.#breaker.opened) return false;
     if (this.#breaker.halfOpen) return !this.#probing;
     return true;
   }
 
-  get ejected(): boolean {
-    return this.#ejectedUntil > Date.now();
+  /** Whether the balancer may pick this endpoint now. */
+  get available(): boolean {
+    return this.breakerAvailable && this.#accrual.available;
   }
 
-  /**
-   * Passes one attempt through the breaker. `outcome` resolves true for success, false for a
-   * failure. Returns false if the breaker refused the attempt (open, or a probe is out).
-   */
-  admit(outcome: Promise<boolean>): boolean {
-    if (!this.available) return false;
+  /** Lets one attempt through both; the ticket records its result in both. */
+  admit(): Ticket {
     const probe = this.#breaker.halfOpen;
     if (probe) this.#probing = true;
-    this.#breaker.fire(outcome).then(
-      () => this.#settle(probe, true),
-      () => this.#settle(probe, false),
+    let settleBreaker!: (ok: boolean) => void;
+    this.#breaker.fire(new Promise<boolean>((resolve) => (settleBreaker = resolve))).then(
+      () => this.#settled(probe),
+      () => this.#settled(probe),
     );
-    return true;
+    const settleAccrual = this.#accrual.admit();
+    let done = false;
+    return {
+      settle: (c) => {
+        if (done) return;
+        done = true;
+        settleBreaker(!c?.failure); // an abandoned attempt is no failure
+        settleAccrual(c === undefined ? 'abandoned' : !c.failure ? 'success' : c.unreachable ? 'unreachable' : 'failure');
+        this.#report();
+      },
+    };
   }
 
-  #settle(probe: boolean, ok: boolean): void {
+  #settled(probe: boolean): void {
     if (probe) this.#probing = false;
-    if (ok) this.#ejections = 0;
   }
 
-  /** Connection failures eject the endpoint for a while, longer each time (5 s, 10 s, ... 60 s). */
-  connectFailed(): void {
-    this.#ejections++;
-    this.#ejectedUntil = Date.now() + Math.min(60_000, 5_000 * this.#ejections);
+  /** Tells the metrics when the state they show changed. */
+  #report(): void {
+    const state = this.state;
+    if (state === this.#reported) return;
+    this.#reported = state;
+    this.#onState(this);
+  }
+
+  snapshot(): { breaker: HealthState; accrual: AccrualState; consecutiveFailures: number; ejectedForMs: number } {
+    this.#report();
+    return { breaker: this.breaker, accrual: this.#accrual.state, consecutiveFailures: this.#accrual.consecutiveFailures, ejectedForMs: Math.round(this.#accrual.ejectedForMs) };
   }
 
   close(): void {
@@ -110,44 +144,72 @@ export class EndpointHealth {
   }
 }
 
-export class HealthTable {
-  readonly #table = new Map<string, EndpointHealth>();
-  readonly #onState: (h: EndpointHealth) => void;
+export interface HealthTableOptions {
+  /** A (Service, endpoint)'s state as metrics show it changed. */
+  onState?: (h: EndpointHealth) => void;
+  /** The clock of failure accrual (ms). */
+  now?: () => number;
+}
 
-  constructor(onState: (h: EndpointHealth) => void = () => undefined) {
-    this.#onState = onState;
+export class HealthTable {
+  /** service -> endpoint key -> health */
+  readonly #table = new Map<string, Map<string, EndpointHealth>>();
+  readonly #onState: (h: EndpointHealth) => void;
+  readonly #now: (() => number) | undefined;
+
+  constructor(options: HealthTableOptions = {}) {
+    this.#onState = options.onState ?? (() => undefined);
+    this.#now = options.now;
   }
 
-  get(key: string, service: string, settings: BreakerSettings): EndpointHealth {
-    let h = this.#table.get(key);
-    if (!h) {
-      h = new EndpointHealth(key, service, settings, this.#onState);
-      this.#table.set(key, h);
-    } else h.update(settings);
+  /** The state of `endpoint` for `service`, made on first use, with `policy` applied. */
+  get(service: string, key: string, policy: Policy): EndpointHealth {
+    let endpoints = this.#table.get(service);
+    if (!endpoints) this.#table.set(service, (endpoints = new Map()));
+    let h = endpoints.get(key);
+    if (!h) endpoints.set(key, (h = new EndpointHealth(key, service, policy, this.#onState, this.#now)));
+    else h.update(policy);
     return h;
   }
 
-  peek(key: string): EndpointHealth | undefined {
-    return this.#table.get(key);
+  /**
+   * The endpoints of `service` a request may go to now: those neither open nor ejected; when
+   * accrual has ejected all of them, those the breaker still lets through (rather than fail);
+   * empty when every breaker is open.
+   */
+  usable(service: string, policy: Policy, endpoints: readonly Endpoint[]): Endpoint[] {
+    const states = endpoints.map((ep) => [ep, this.get(service, ep.key, policy)] as const);
+    const available = states.filter(([, h]) => h.available).map(([ep]) => ep);
+    if (available.length > 0) return available;
+    return states.filter(([, h]) => h.breakerAvailable).map(([ep]) => ep);
   }
 
-  /** Drops state of endpoints no longer in the registry; `onDrop` sees each one dropped. */
-  retain(keep: (key: string) => boolean, onDrop: (h: EndpointHealth) => void = () => undefined): void {
-    for (const [key, h] of this.#table) {
-      if (!keep(key)) {
+  /** Admits one attempt of `service` to `endpoint` (one `usable` returned). */
+  admit(service: string, endpoint: Endpoint): Ticket {
+    const h = this.#table.get(service)?.get(endpoint.key);
+    if (!h) throw new Error(`no health state for ${endpoint.key} of ${service}: call usable() first`);
+    return h.admit();
+  }
+
+  /** Drops the state of (service, endpoint) pairs no longer in the registry; `onDrop` sees each one. */
+  retain(keep: (service: string, key: string) => boolean, onDrop: (h: EndpointHealth) => void = () => undefined): void {
+    for (const [service, endpoints] of this.#table) {
+      for (const [key, h] of endpoints) {
+        if (keep(service, key)) continue;
         h.close();
-        this.#table.delete(key);
+        endpoints.delete(key);
         onDrop(h);
       }
+      if (endpoints.size === 0) this.#table.delete(service);
     }
   }
 
-  snapshot(): { endpoint: string; service: string; open: boolean; ejected: boolean }[] {
-    return [...this.#table.values()].map((h) => ({ endpoint: h.key, service: h.service, open: h.open, ejected: h.ejected }));
+  snapshot(): { service: string; endpoint: string; breaker: HealthState; accrual: AccrualState; consecutiveFailures: number; ejectedForMs: number }[] {
+    return [...this.#table.values()].flatMap((endpoints) => [...endpoints.values()].map((h) => ({ service: h.service, endpoint: h.key, ...h.snapshot() })));
   }
 
   close(): void {
-    for (const h of this.#table.values()) h.close();
+    for (const endpoints of this.#table.values()) for (const h of endpoints.values()) h.close();
     this.#table.clear();
   }
 }

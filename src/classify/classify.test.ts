@@ -28,3 +28,26 @@ test('an HTTP error status wins over a grpc-status; proxy errors classify as bef
   assert.equal(classify(200, undefined, undefined).failure, false);
   assert.deepEqual(classify(undefined, new ProxyError('UPSTREAM_RESET', 'x')).conditions, ['reset', '5xx']);
 });
+
+test("a peer sidecar's connect-failure is this endpoint's connection failure: ejected at once, retried under connect-failure", () => {
+  const direct = classify(undefined, new ProxyError('CONNECT_FAILURE', 'refused'));
+  const peer = classify(502, undefined, undefined, 'connect-failure');
+  assert.equal(peer.failure, true);
+  assert.equal(peer.unreachable, true);
+  assert.deepEqual(peer.conditions, direct.conditions);
+  assert.equal(retryCondition(peer, ['connect-failure']), 'connect-failure');
+  assert.equal(retryCondition(peer, DEFAULT_RETRY_ON), 'connect-failure');
+  assert.equal(direct.unreachable, true);
+  const grpc = classify(200, undefined, 14, 'connect-failure');
+  assert.equal(grpc.unreachable, true, 'the gRPC form: UNAVAILABLE with the reason');
+});
+
+test("other peer errors, and a reason on a status it does not go with, classify by status", () => {
+  const reset = classify(502, undefined, undefined, 'upstream-reset');
+  assert.equal(reset.failure, true);
+  assert.ok(!reset.unreachable, 'a reset may have reached the app: counted, not ejected at once');
+  assert.deepEqual(reset.conditions, ['5xx', 'gateway-error']);
+  assert.ok(!classify(500, undefined, undefined, 'connect-failure').unreachable, 'connect-failure goes with 502');
+  assert.equal(classify(200, undefined, undefined, 'connect-failure').failure, false);
+  assert.ok(!classify(502, undefined).unreachable, 'a plain 502 from an app');
+});

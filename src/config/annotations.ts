@@ -82,6 +82,7 @@ export const policyAnnotations = {
   'breaker-error-threshold': spec(50, (v) => parseIntIn(v, 1, 100), '% failing calls that opens an endpoint breaker'),
   'breaker-volume-threshold': spec(10, (v) => parseIntIn(v, 1, 1_000_000), 'calls in the window before the breaker may open'),
   'breaker-reset-timeout': spec(10_000, positiveDuration, 'time before a half-open probe'),
+  'consecutive-failures': spec(5, (v) => parseIntIn(v, 0, 1000), 'failures in a row that eject an endpoint (0: none)'),
 } as const;
 
 type Values<S extends Record<string, Spec<unknown>>> = { -readonly [K in keyof S]: S[K]['default'] };

@@ -23,7 +23,7 @@ import type { ProxyError } from '../errors/errors.ts';
 import { bodyTooLarge } from '../http/limits.ts';
 import { ERROR_HEADER } from '../errors/response.ts';
 import { REPLAY_LIMIT } from '../retry/replay.ts';
-import { classify, type Classification } from '../classify/classify.ts';
+import { classify, peerErrorOf, type Classification } from '../classify/classify.ts';
 import type { H2Session } from '../upstream/h2-pool.ts';
 import { encodeGrpcMessage, grpcStatusOf, GRPC_STATUS_OF_PROXY_ERROR } from './grpc.ts';
 import { responseHeaders } from './headers.ts';
@@ -200,7 +200,7 @@ export class ProxiedStream {
 
   /** The shared classification of a response head: a trailers-only gRPC answer by its grpc-status. */
   classify(response: H2Response): Classification {
-    return classify(statusOf(response), undefined, this.grpc ? grpcStatusOf(response.headers) : undefined);
+    return classify(statusOf(response), undefined, this.grpc ? grpcStatusOf(response.headers) : undefined, peerErrorOf(response.headers));
   }
 
   /** Drops a response (a retry follows): its stream is cancelled, the session stays. */

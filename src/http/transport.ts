@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { ProxyError } from '../errors/errors.ts';
 import { sendProxyError } from '../errors/response.ts';
-import { classify } from '../classify/classify.ts';
+import { classify, peerErrorOf } from '../classify/classify.ts';
 import { prepareRequestHeaders, type Forwarder } from './forward.ts';
 import { IDEMPOTENT, readReplayable, replay, type Body } from '../retry/replay.ts';
 import type { ConnectionPools } from '../upstream/pool.ts';
@@ -54,7 +54,7 @@ export function http1Transport(req: IncomingMessage, res: ServerResponse, forwar
       }
       return forwarder.attempt(req, res, targetUrl(endpoint), pools.agentFor(endpointDestination(endpoint)), stream, handlers);
     },
-    classify: (proxyRes) => classify(proxyRes.statusCode, undefined),
+    classify: (proxyRes) => classify(proxyRes.statusCode, undefined, undefined, peerErrorOf(proxyRes.headers)),
     status: (proxyRes) => proxyRes.statusCode ?? 0,
     discard: (proxyRes) => void proxyRes.resume(),
     respond: (proxyRes, done) => forwarder.respond(res, proxyRes, done),

@@ -5,16 +5,18 @@
 //   retry      above balancing, so a retry goes to another endpoint where one exists; only
 //              replayable requests, `retry-on` conditions, `retry-attempts`, backoff with
 //              full jitter, the destination's retry budget
-//   balance    power of two choices over EWMA latency, skipping open breakers and ejected
-//              endpoints (all open: 503 circuit-open at once)
-//   endpoint   circuit breaker -> per-try timeout -> the transport's attempt (pool -> forward)
+//   health     per (Service, endpoint): skips open breakers and endpoints ejected by failure
+//              accrual (all open: 503 circuit-open at once); each attempt's classification
+//              goes back to both (src/breaker/)
+//   balance    power of two choices over a decaying peak-EWMA of latency (src/balance/)
+//   endpoint   per-try timeout -> the transport's attempt (pool -> forward)
 // The state of one request lives in this handler; the pipeline stays a list of stages. What
 // differs between HTTP/1.1 and HTTP/2 (how a try is sent, how a response head classifies, how
 // a response or an error reaches the client) is the Transport.
 import { ProxyError } from '../errors/errors.ts';
 import { classify, retryCondition, type Classification } from '../classify/classify.ts';
 import { backoffMs } from '../retry/backoff.ts';
-import { breakerSettings, type HealthTable } from '../breaker/endpoint-health.ts';
+import type { HealthTable } from '../breaker/endpoint-health.ts';
 import type { RetryBudget } from '../retry/budget.ts';
 import type { P2CBalancer } from '../balance/p2c.ts';
 import type { ConnectionPools } from '../upstream/pool.ts';
@@ -127,6 +129,8 @@ export function runExchange<R>(deps: ExchangeDeps, transport: Transport<R>, dest
   budget.request();
 
   let current: Attempt | undefined;
+  /** Ends the attempt in flight, if any, without a response: at the deadline (a timeout of the endpoint), or abandoned (undefined). */
+  let endCurrent: ((err: ProxyError | undefined) => void) | undefined;
   let perTry: NodeJS.Timeout | undefined;
   let finished = false;
   const tried = new Set<string>();
@@ -153,21 +157,26 @@ export function runExchange<R>(deps: ExchangeDeps, transport: Transport<R>, dest
     totalMs === null
       ? undefined
       : setTimeout(() => {
+          const err = new ProxyError('TIMEOUT', `no complete response within ${totalMs} ms`);
+          endCurrent?.(err);
           current?.cancel();
-          fail(new ProxyError('TIMEOUT', `no complete response within ${totalMs} ms`));
+          fail(err);
         }, totalMs);
   // The deadline of the response head (gRPC calls): cleared once the client has a response head.
   let headDeadline =
     headMs === null
       ? undefined
       : setTimeout(() => {
+          const err = new ProxyError('TIMEOUT', `no response within ${headMs} ms`);
+          endCurrent?.(err);
           current?.cancel();
-          fail(new ProxyError('TIMEOUT', `no response within ${headMs} ms`));
+          fail(err);
         }, headMs);
 
   // The client went away: cancel the upstream request, stop retrying.
   transport.onClientGone(() => {
     if (finished) return;
+    endCurrent?.(undefined); // not the endpoint's doing
     current?.cancel();
     if (!transport.responded) result.status = 499;
     finish();
@@ -177,32 +186,39 @@ export function runExchange<R>(deps: ExchangeDeps, transport: Transport<R>, dest
     if (finished) return;
     const all = dest.endpoints();
     if (all.length === 0) return fail(new ProxyError('NO_HEALTHY_ENDPOINTS', `${dest.name} has no ready endpoints`));
-    const settings = breakerSettings(policy);
-    const healthy = all.filter((ep) => deps.health.get(ep.key, dest.name, settings).available);
-    if (healthy.length === 0) return fail(new ProxyError('CIRCUIT_OPEN', `every endpoint of ${dest.name} has its circuit breaker open`));
-    let pool = healthy.filter((ep) => !deps.health.peek(ep.key)!.ejected);
-    if (pool.length === 0) pool = healthy; // all ejected: try them anyway rather than fail
-    const untried = pool.filter((ep) => !tried.has(ep.key));
-    const endpoint = deps.balancer.pick(untried.length ? untried : pool)!;
+    const usable = deps.health.usable(dest.name, policy, all);
+    if (usable.length === 0) return fail(new ProxyError('CIRCUIT_OPEN', `every endpoint of ${dest.name} has its circuit breaker open`));
+    const untried = usable.filter((ep) => !tried.has(ep.key));
+    const endpoint = deps.balancer.pick(untried.length ? untried : usable)!;
     tried.add(endpoint.key);
     result.endpoint = endpoint;
     const n = ++result.attempts;
 
-    const health = deps.health.peek(endpoint.key)!;
-    let settle!: (ok: boolean) => void;
-    health.admit(new Promise<boolean>((resolve) => (settle = resolve)));
+    const ticket = deps.health.admit(dest.name, endpoint);
     const lease = deps.balancer.start(endpoint);
     const span = observer?.attempt(n, { ip: endpoint.ip, port: endpoint.port, pod: endpoint.pod.name });
     const t0 = performance.now();
 
     let over = false;
-    const outcome = (c: Classification, response: R | undefined, err: ProxyError | undefined) => {
-      if (over) return;
+    /** Records the attempt's result in health and balancer, once; false when it was over already. */
+    const record = (c: Classification | undefined, answered: boolean): boolean => {
+      if (over) return false;
       over = true;
+      endCurrent = undefined;
       clearTimeout(perTry);
-      settle(!c.failure);
-      lease.done(response !== undefined ? performance.now() - t0 : undefined);
-      if (err?.code === 'CONNECT_FAILURE') health.connectFailed();
+      ticket.settle(c);
+      lease.done(c && (answered || c.failure) ? performance.now() - t0 : undefined, c?.failure);
+      return true;
+    };
+    // the exchange ended around this attempt: the deadline passed, or the client went away
+    endCurrent = (err) => {
+      if (record(err && classify(undefined, err), false)) span?.end({ status: 0, error: err, outcome: 'failure' });
+    };
+    const outcome = (c: Classification, response: R | undefined, err: ProxyError | undefined) => {
+      if (!record(c, response !== undefined)) {
+        if (response !== undefined) transport.discard(response);
+        return;
+      }
       const retried = decide(c, response, err);
       span?.end({ status: response !== undefined ? transport.status(response) : (err?.status ?? 0), error: err, outcome: retried ? 'retry' : c.failure ? 'failure' : 'success' });
     };

@@ -250,28 +250,45 @@ export interface Backends {
   readonly registryFile: string;
   /** rewrites pod-service's annotations in the registry file and waits for the sidecar to load it */
   setServiceAnnotations(annotations: Record<string, string>): Promise<void>;
+  /** marks app `i`'s pod ready (an endpoint) or not, and waits for the sidecar to load it */
+  setReady(i: number, ready: boolean): Promise<void>;
   close(): Promise<void>;
 }
 
-/** A client sidecar and a service pod-service with one endpoint per handler. */
-export async function backends(handlers: ((req: IncomingMessage, res: ServerResponse) => void)[], options: { serviceAnnotations?: Record<string, string>; annotations?: Record<string, string> } = {}): Promise<Backends> {
+/**
+ * A client sidecar and a service pod-service with one endpoint per handler (`ready`: which of
+ * them start as endpoints, default all); `services`: more Services (e.g. selecting the same pods).
+ */
+export async function backends(
+  handlers: ((req: IncomingMessage, res: ServerResponse) => void)[],
+  options: { serviceAnnotations?: Record<string, string>; annotations?: Record<string, string>; ready?: boolean[]; services?: ServiceDef[] } = {},
+): Promise<Backends> {
   const dir = await tempDir();
   const apps = await Promise.all(handlers.map((h) => upstream(h, { port: 8080 })));
   const b: PodDef = { name: 'pod-b', ip: loopbackIP(), labels: { app: 'client' }, meshed: true };
-  const pods: PodDef[] = [b, ...apps.map((a, i) => ({ name: `pod-a${i}`, ip: a.ip, labels: { app: 'web-app' }, meshed: false }))];
+  const pods: PodDef[] = [b, ...apps.map((a, i) => ({ name: `pod-a${i}`, ip: a.ip, labels: { app: 'web-app' }, meshed: false, ready: options.ready?.[i] ?? true }))];
   const registryFile = join(dir.path, 'registry.yaml');
-  const write = (annotations: Record<string, string>) =>
-    writeRegistry(registryFile, { services: [{ name: 'pod-service', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web-app' }, annotations }], pods });
-  await write(options.serviceAnnotations ?? {});
+  let annotations = options.serviceAnnotations ?? {};
+  const write = () =>
+    writeRegistry(registryFile, { services: [{ name: 'pod-service', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web-app' }, annotations }, ...(options.services ?? [])], pods });
+  await write();
   const client = await testSidecar({ pod: b, registryFile, dir: dir.path, annotations: options.annotations ?? {} });
+  const rewrite = async () => {
+    const version = client.sidecar.registry.view.version;
+    await write();
+    await eventually(() => client.sidecar.registry.view.version > version, 5000, 'the registry to reload');
+  };
   return {
     client,
     apps,
     registryFile,
-    async setServiceAnnotations(annotations) {
-      const version = client.sidecar.registry.view.version;
-      await write(annotations);
-      await eventually(() => client.sidecar.registry.view.version > version, 5000, 'the registry to reload');
+    async setServiceAnnotations(next) {
+      annotations = next;
+      await rewrite();
+    },
+    async setReady(i, ready) {
+      pods[i + 1]!.ready = ready;
+      await rewrite();
     },
     async close() {
       await client.close();
