@@ -209,3 +209,31 @@ void test('a client that resets before deciding is opaque; detection never rejec
   assert.equal(detections.length, before + 1);
   assert.equal(detections.at(-1)!.protocol, 'opaque');
 });
+
+void test('a busy event loop does not turn a talking client into opaque TCP: bytes that arrived before the timeout win (regression, issue 15)', async (t) => {
+  let accepted!: (s: Socket) => void;
+  const server = createNetServer((s) => accepted(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  after(() => server.close());
+  const serverSide = new Promise<Socket>((r) => (accepted = r));
+  const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  await new Promise<void>((r) => client.once('connect', r));
+  const socket = await serverSide;
+  t.after(() => {
+    client.destroy();
+    socket.destroy();
+  });
+  // in the check phase (next in the loop: timers, then polling the sockets): detection starts,
+  // the request reaches the kernel's buffer, and the loop is blocked past the timeout, as in a
+  // loaded sidecar
+  const detection = await new Promise<Promise<Detection>>((resolve) =>
+    setImmediate(() => {
+      const d = detectProtocol(socket, { timeoutMs: 20 });
+      client.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+      const until = performance.now() + 100;
+      while (performance.now() < until);
+      resolve(d);
+    }),
+  );
+  assert.equal((await detection).protocol, 'http1');
+});

@@ -93,7 +93,9 @@ export function detectProtocol(socket: Socket, options: DetectOptions = {}): Pro
       if ((socket as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended) finish('opaque');
     };
     const onEnd = () => finish('opaque');
-    const timer = setTimeout(() => finish('opaque'), timeoutMs);
+    // A loop blocked past the timeout runs timers before it polls the sockets: bytes that
+    // arrived meanwhile are read first (setImmediate runs after the poll), then the timeout holds.
+    const timer = setTimeout(() => setImmediate(() => finish('opaque')), timeoutMs);
     socket.on('readable', onReadable);
     socket.once('end', onEnd);
     socket.once('error', onEnd);
