@@ -5,6 +5,7 @@
 // it again; a larger one streams once.
 import { ProxyError } from '../errors/errors.ts';
 import { classify, type Classification } from '../classify/classify.ts';
+import { ERROR_HEADER } from '../errors/response.ts';
 import { IDEMPOTENT, REPLAY_LIMIT } from '../retry/replay.ts';
 import { stripHopByHop } from '../http/headers.ts';
 import type { Endpoint } from '../registry/model.ts';
@@ -129,7 +130,9 @@ export class Http1Transport implements Transport<UpstreamAttempt>, BodySink, Res
   }
 
   classify(response: UpstreamAttempt): Classification {
-    return classify(response.status, undefined);
+    const status = response.status;
+    // a peer sidecar's own 502/503 names its cause (e.g. its app refused the connection)
+    return classify(status, undefined, undefined, status === 502 || status === 503 ? peerError(response) : undefined);
   }
 
   status(response: UpstreamAttempt): number {
@@ -230,3 +233,11 @@ export class ForwardOnce implements UpstreamHandlers, ResponseListener {
 }
 
 const NO_BODY = Buffer.alloc(0);
+
+/** The response's `x-tsmesh-error`, if it has one. */
+function peerError(response: UpstreamAttempt): string | undefined {
+  const head = response.response;
+  if (!head) return undefined;
+  const i = head.names.findIndex((n) => n.length === ERROR_HEADER.length && n.toLowerCase() === ERROR_HEADER);
+  return i === -1 ? undefined : head.values[i];
+}
