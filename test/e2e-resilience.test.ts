@@ -6,6 +6,8 @@
 // Needs root.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { parse, stringify } from 'yaml';
 import { netnsCluster, NODE, APP_UID, sidecarLines, type NetnsCluster, type PodProcess } from './harness/netns.ts';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces and iptables)' : false;
@@ -57,13 +59,41 @@ agent.destroy();
 console.log(JSON.stringify({ sent, ok, failures, by, seconds: (performance.now() - start) / 1000 }));
 `;
 
+// pod-b's app: N sequential GETs (keep-alive), `gap` ms apart; prints which pod answered each.
+const SEQUENTIAL = `
+import http from 'node:http';
+const [n, gap] = process.argv.slice(-2).map(Number);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+const get = () => new Promise((resolve) => {
+  http.get({ host: 'pod-service', port: 80, path: '/', agent }, (res) => {
+    let body = '';
+    res.setEncoding('utf8').on('data', (d) => (body += d)).on('end', () => resolve(res.statusCode === 200 ? body : String(res.statusCode)));
+  }).on('error', (err) => resolve(err.message));
+});
+console.log('sequential started');
+const answers = [];
+for (let i = 0; i < n; i++) {
+  answers.push(await get());
+  await new Promise((r) => setTimeout(r, gap));
+}
+agent.destroy();
+console.log(JSON.stringify({ answers }));
+`;
+
+/** Sets a pod's readiness in the cluster's registry file (what discovery would push). */
+async function setReady(pod: string, ready: boolean): Promise<void> {
+  const registry = parse(await readFile(cluster.registryFile, 'utf8')) as { pods: { name: string; ready?: boolean }[] };
+  registry.pods.find((p) => p.name === pod)!.ready = ready;
+  await writeFile(cluster.registryFile, stringify(registry));
+}
+
 before(async () => {
   if (skip) return;
   cluster = await netnsCluster({
     mtls: true,
     pods: [
       { name: 'pod-a1', labels: { app: 'web-app' }, sidecar: true },
-      { name: 'pod-a2', labels: { app: 'web-app' }, sidecar: true },
+      { name: 'pod-a2', labels: { app: 'web-app' }, sidecar: true, ready: false }, // added by the first test
       { name: 'pod-b', labels: { app: 'client' }, sidecar: true },
     ],
     services: [{ name: 'pod-service', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web-app' } }],
@@ -75,6 +105,24 @@ before(async () => {
   }
 });
 after(() => cluster?.close());
+
+test('a second pod added to the Service: each pod gets at least 30 % of the sequential calls that follow (regression: 157 of 158, or 1 of 158)', { skip }, async (t) => {
+  const n = 600;
+  const calls = cluster.spawn('pod-b', [NODE, '--input-type=module', '-e', SEQUENTIAL, '--', String(n), '5'], { uid: APP_UID });
+  await calls.waitForLine(/sequential started/);
+  await new Promise((r) => setTimeout(r, 500));
+  await setReady('pod-a2', true);
+  const { answers } = JSON.parse(await calls.waitForLine(/^\{"answers"/, 120_000)) as { answers: string[] };
+  assert.deepEqual(answers.filter((a) => !a.startsWith('pod-a')), [], 'every call answered 200');
+  const from = answers.indexOf('pod-a2');
+  assert.ok(from !== -1, 'the new pod got calls');
+  // the 300 calls from the new pod's first one on (about 2 s of calls)
+  const window = answers.slice(from, from + 300);
+  const share = window.filter((a) => a === 'pod-a2').length / window.length;
+  t.diagnostic(`first call to the new pod: call ${from} of ${n}; its share of the ${window.length} calls from there: ${(share * 100).toFixed(1)} %`);
+  assert.equal(window.length, 300, 'the new pod came in time for 300 more calls');
+  assert.ok(share >= 0.3 && share <= 0.7, `the new pod's share: ${(share * 100).toFixed(1)} %`);
+});
 
 test("one of two pods' app killed (SIGKILL, its sidecar stays up) under 200 GET/s: the client sees no error, with the default policy", { skip }, async (t) => {
   const rate = 200;

@@ -12,6 +12,11 @@ const status = (code: number) => (_req: IncomingMessage, res: ServerResponse) =>
   res.statusCode = code;
   res.end(String(code));
 };
+type EndpointState = { ewmaMs?: number; breakerOpen: boolean; ejected: boolean; services: Record<string, { breaker: string; accrual: string; consecutiveFailures: number }> };
+const endpointsOf = async (adminURL: string) => ((await (await fetch(`${adminURL}/config`)).json()) as { endpoints: Record<string, EndpointState> }).endpoints;
+const metricsOf = async (adminURL: string) => (await fetch(`${adminURL}/metrics`)).text();
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -137,8 +142,13 @@ test('breaker with two endpoints: the failing one is skipped after the threshold
     serviceAnnotations: { 'tsmesh.io/breaker-volume-threshold': '4', 'tsmesh.io/breaker-reset-timeout': '1m', 'tsmesh.io/retry-attempts': '0' },
   });
   t.after(() => mesh.close());
-  for (let i = 0; i < 30; i++) await send(mesh.client.outboundURL);
+  // the balancer sends a failing endpoint little traffic: call until it has had its 4
+  for (let i = 0; mesh.apps[0]!.requests.length < 4; i++) {
+    assert.ok(i < 3000, 'the failing endpoint was never tried 4 times');
+    await send(mesh.client.outboundURL);
+  }
   const badSeen = mesh.apps[0]!.requests.length;
+  assert.equal((await endpointsOf(mesh.client.adminURL))[`${mesh.apps[0]!.ip}:8080`]!.services['pod-service.default']!.breaker, 'open');
   for (let i = 0; i < 20; i++) assert.equal((await send(mesh.client.outboundURL)).status, 200);
   assert.equal(mesh.apps[0]!.requests.length, badSeen, 'no more traffic to the open endpoint');
 });
@@ -213,10 +223,6 @@ test('policy layering: the calling pod sets a default for every destination, the
 
 // ---- issue 15: failure accrual, a balancer that forgets, breakers per (Service, endpoint) ----
 
-type EndpointState = { ewmaMs?: number; breakerOpen: boolean; ejected: boolean; services: Record<string, { breaker: string; accrual: string; consecutiveFailures: number }> };
-const endpointsOf = async (adminURL: string) => ((await (await fetch(`${adminURL}/config`)).json()) as { endpoints: Record<string, EndpointState> }).endpoints;
-const metricsOf = async (adminURL: string) => (await fetch(`${adminURL}/metrics`)).text();
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('consecutive failures eject an endpoint after a history of successes (regression: the windowed breaker never opened)', async (t) => {
   let failing = false;
