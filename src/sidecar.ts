@@ -136,7 +136,7 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
     onHandshakeError: (err) => meshMetrics.tlsHandshakeError('outbound', err.code),
   });
   const pools = new ConnectionPools(dialer); // node:http agents: WebSocket upgrades (http-proxy)
-  const http1pools = new Http1Pools(dialer); // HTTP/1.1: the raw-socket path's keep-alive pools
+  const http1pools = new Http1Pools(dialer, { maxPerEndpoint: settings.limits.maxUpstreamConnections }); // HTTP/1.1: the raw-socket path's keep-alive pools
   const h2pools = new H2Pools(dialer); // HTTP/2 (gRPC): one multiplexed session per endpoint
   registry.on('change', (view) => {
     const keep = ({ ip }: { ip: string }) => ip === settings.podIP || view.podByIP(ip) !== undefined;

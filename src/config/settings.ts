@@ -50,6 +50,7 @@ const envSchema = z.object({
   TSMESH_IDLE_TIMEOUT: duration.default(60_000),
   TSMESH_TCP_IDLE_TIMEOUT: duration.default(3_600_000),
   TSMESH_MAX_REQUEST_BODY: bytes.optional(),
+  TSMESH_MAX_UPSTREAM_CONNECTIONS: count.default(1024),
   TSMESH_APP_PROBES: z.string().optional(),
 });
 
@@ -93,6 +94,12 @@ export interface Limits {
   readonly tcpIdleTimeoutMs: number;
   /** larger request bodies get 413 (none: no limit) */
   readonly maxRequestBodyBytes: number | undefined;
+  /**
+   * HTTP/1.1 connections open at most per upstream endpoint (a peer sidecar or an app), as
+   * Envoy's circuit-breaker max_connections (1024); requests beyond wait for one, up to their
+   * deadline (504 timeout)
+   */
+  readonly maxUpstreamConnections: number;
 }
 
 export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -128,6 +135,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): Settings 
       idleTimeoutMs: e.TSMESH_IDLE_TIMEOUT,
       tcpIdleTimeoutMs: e.TSMESH_TCP_IDLE_TIMEOUT,
       maxRequestBodyBytes: e.TSMESH_MAX_REQUEST_BODY,
+      maxUpstreamConnections: e.TSMESH_MAX_UPSTREAM_CONNECTIONS,
     },
   };
 }
