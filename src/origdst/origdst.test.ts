@@ -1,6 +1,6 @@
 // Unit tests of the original-destination reader. The real redirected case (iptables REDIRECT
 // in a network namespace, IPv4 and IPv6) is in test/netfilter-intercept.test.ts.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Socket, type AddressInfo } from 'node:net';
 import { decodeSockaddr, originalDestination, originalDestinationAvailable } from './origdst.ts';
@@ -51,25 +51,28 @@ void test('decodeSockaddr rejects what it does not know', () => {
   assert.equal(decodeSockaddr(unix), undefined);
 });
 
-const server = createServer();
-after(() => server.close());
-
 void test('getsockopt is bound on Linux', { skip: process.platform !== 'linux' }, () => {
   assert.equal(originalDestinationAvailable(), true);
 });
 
 void test('a connection that was not redirected has no original destination', async () => {
+  const server = createServer();
   const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
-  const socket = await accepted;
-  assert.equal(originalDestination(socket), undefined);
-  assert.equal(originalDestination(client), undefined);
-  socket.destroy();
-  client.destroy();
-  // a closed socket has no descriptor: still no throw
-  await new Promise((r) => socket.once('close', r));
-  assert.equal(originalDestination(socket), undefined);
+  client.on('error', () => {});
+  try {
+    const socket = await accepted;
+    assert.equal(originalDestination(socket), undefined);
+    assert.equal(originalDestination(client), undefined);
+    socket.destroy();
+    // a closed socket has no descriptor: still no throw
+    await new Promise((r) => socket.once('close', r));
+    assert.equal(originalDestination(socket), undefined);
+  } finally {
+    client.destroy();
+    await new Promise((r) => server.close(r));
+  }
 });
 
 void test('never throws on a socket that never connected', () => {
