@@ -6,10 +6,13 @@
 // and the sidecars (/etc/tsmesh/trust/ca.crt) trust the same anchors.
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { ConfigError } from '../src/errors/errors.ts';
+import { describeError } from '../src/errors/describe.ts';
+import { apiServerOf, loadKubeConfig } from './kube/config.ts';
+import { KubeApiError } from './kube/errors.ts';
 import { createLogger, LOG_LEVELS, type Logger } from '../src/log/log.ts';
 import { injectorSettingsFromEnv, type InjectorSettings } from './inject/settings.ts';
 import { startControlPlane, type ControlPlane, type RouteHandler, type TlsPair } from './server/server.ts';
@@ -86,7 +89,7 @@ export interface RunInjectorOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Other components' routes, mounted next to POST /inject and POST /v1/certificate. */
   readonly routes?: readonly RouteFactory[];
-  readonly kubeConfig?: KubeConfig; // default: in-cluster or ~/.kube/config
+  readonly kubeConfig?: KubeConfig; // default: KUBECONFIG, ~/.kube/config or in-cluster (kube/config.ts)
   readonly logger?: Logger;
   readonly host?: string;
   readonly namespaces?: NamespaceLookup;
@@ -102,10 +105,22 @@ export interface RunningInjector {
 
 export async function runInjector(options: RunInjectorOptions = {}): Promise<RunningInjector> {
   const env = options.env ?? process.env;
+  const kubeConfig = options.kubeConfig ?? loadKubeConfig({ env });
+  try {
+    return await startInjector(options, env, kubeConfig);
+  } catch (err) {
+    // A failed call says what it tried and why; add where, so a wrong kubeconfig shows.
+    if (err instanceof KubeApiError && err.code === 'TSMESH_KUBE_API') {
+      throw new KubeApiError(`${describeError(err)} (API server ${apiServerOf(kubeConfig)})`, err.status, { cause: err });
+    }
+    throw err;
+  }
+}
+
+async function startInjector(options: RunInjectorOptions, env: NodeJS.ProcessEnv, kubeConfig: KubeConfig): Promise<RunningInjector> {
   const settings = injectorSettingsFromEnv(env);
   const server = injectorServerSettingsFromEnv(env);
   const logger = options.logger ?? createLogger({ level: server.logLevel, name: 'tsmesh-injector' });
-  const kubeConfig = options.kubeConfig ?? defaultKubeConfig();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tsmesh_injector_' });
   const context: InjectorContext = { logger, registry, kubeConfig, settings, server };
@@ -209,10 +224,4 @@ export async function runInjector(options: RunInjectorOptions = {}): Promise<Run
       await controlPlane.close();
     },
   };
-}
-
-function defaultKubeConfig(): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromDefault(); // in a pod: the service account; elsewhere ~/.kube/config or KUBECONFIG
-  return kc;
 }

@@ -5,6 +5,7 @@
 import type { CoreV1Api, V1ConfigMap, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from '../../src/log/log.ts';
 import { generateRoot, type RootMaterial } from './ca.ts';
+import { kubeApiError, statusOf } from '../kube/errors.ts';
 
 export const ROOT_SECRET = 'tsmesh-ca';
 export const TRUST_ANCHOR_CONFIGMAP = 'tsmesh-trust-anchor';
@@ -12,10 +13,6 @@ export const TRUST_ANCHOR_KEY = 'ca.crt';
 
 const LABELS = { 'app.kubernetes.io/part-of': 'tsmesh', 'app.kubernetes.io/component': 'ca' };
 
-const statusOf = (err: unknown): number | undefined => {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
-};
 
 function rootFromSecret(secret: V1Secret, where: string): RootMaterial {
   const data = secret.data ?? {};
@@ -51,7 +48,7 @@ export async function loadOrCreateRoot(options: {
     options.log?.info({ secret: where }, 'using the CA root from the Secret');
     return { root: rootFromSecret(secret, where), created: false };
   } catch (err) {
-    if (statusOf(err) !== 404) throw new Error(`cannot read Secret ${where}: ${(err as Error).message}`, { cause: err });
+    if (statusOf(err) !== 404) throw kubeApiError(`read Secret ${where}`, err);
   }
   const root = await generateRoot({ trustDomain: options.trustDomain });
   const body: V1Secret = {
@@ -70,7 +67,7 @@ export async function loadOrCreateRoot(options: {
     options.log?.info({ secret: where }, 'created a new CA root and stored it in the Secret');
     return { root, created: true };
   } catch (err) {
-    if (statusOf(err) !== 409) throw new Error(`cannot create Secret ${where}: ${(err as Error).message}`, { cause: err });
+    if (statusOf(err) !== 409) throw kubeApiError(`create Secret ${where}`, err);
   }
   // Another replica won the race: use its root.
   const secret = await core.readNamespacedSecret({ name, namespace });
@@ -97,7 +94,7 @@ export async function publishTrustAnchor(options: {
     try {
       current = await core.readNamespacedConfigMap({ name, namespace });
     } catch (err) {
-      if (statusOf(err) !== 404) throw new Error(`cannot read ConfigMap ${where}: ${(err as Error).message}`, { cause: err });
+      if (statusOf(err) !== 404) throw kubeApiError(`read ConfigMap ${where}`, err);
     }
     try {
       if (!current) {
@@ -118,7 +115,7 @@ export async function publishTrustAnchor(options: {
       options.log?.info({ configMap: where }, 'updated the trust anchor');
       return 'updated';
     } catch (err) {
-      if (statusOf(err) !== 409 || attempt >= 5) throw new Error(`cannot write ConfigMap ${where}: ${(err as Error).message}`, { cause: err });
+      if (statusOf(err) !== 409 || attempt >= 5) throw kubeApiError(`write ConfigMap ${where}`, err);
     }
   }
 }

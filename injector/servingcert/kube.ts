@@ -9,6 +9,7 @@ import { AdmissionregistrationV1Api, ApiException, CoreV1Api, PatchStrategy, set
 import type { Logger } from '../../src/log/log.ts';
 import type { CA } from '../ca/ca.ts';
 import type { TlsPair } from '../server/server.ts';
+import { kubeApiError } from '../kube/errors.ts';
 import { checkServing, serviceDnsNames, SERVING_TTL_MS, type ServingMaterial } from './cert.ts';
 
 export interface ServingCertOptions {
@@ -62,7 +63,7 @@ export async function ensureServingCertificate(o: ServingCertOptions): Promise<S
     try {
       secret = await core.readNamespacedSecret({ name: o.secretName, namespace: o.namespace });
     } catch (err) {
-      if (!isCode(err, 404)) throw apiError(`read Secret ${o.namespace}/${o.secretName}`, err);
+      if (!isCode(err, 404)) throw kubeApiError(`read Secret ${o.namespace}/${o.secretName}`, err);
     }
     if (!secret) {
       const material = await issue();
@@ -75,7 +76,7 @@ export async function ensureServingCertificate(o: ServingCertOptions): Promise<S
         return result(material);
       } catch (err) {
         if (isCode(err, 409) && attempt < 5) continue; // another replica made it first: use theirs
-        throw apiError(`create Secret ${o.namespace}/${o.secretName}`, err);
+        throw kubeApiError(`create Secret ${o.namespace}/${o.secretName}`, err);
       }
     }
     const d = secret.data ?? {};
@@ -93,7 +94,7 @@ export async function ensureServingCertificate(o: ServingCertOptions): Promise<S
       return result(material);
     } catch (err) {
       if (isCode(err, 409) && attempt < 5) continue; // renewed concurrently: read the new one
-      throw apiError(`update Secret ${o.namespace}/${o.secretName}`, err);
+      throw kubeApiError(`update Secret ${o.namespace}/${o.secretName}`, err);
     }
   }
 }
@@ -114,7 +115,7 @@ export async function ensureCaBundle(o: Omit<ServingCertOptions, 'ca'>, caCert: 
       log.warn({ webhookConfiguration: o.webhookConfigName }, 'MutatingWebhookConfiguration not found; will set its caBundle when it appears');
       return 0;
     }
-    throw apiError(`read MutatingWebhookConfiguration ${o.webhookConfigName}`, err);
+    throw kubeApiError(`read MutatingWebhookConfiguration ${o.webhookConfigName}`, err);
   }
   const want = b64(caCert);
   const ops: object[] = [];
@@ -131,38 +132,14 @@ export async function ensureCaBundle(o: Omit<ServingCertOptions, 'ca'>, caCert: 
   try {
     await api.patchMutatingWebhookConfiguration({ name: o.webhookConfigName, body: ops }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
   } catch (err) {
-    throw apiError(`patch the caBundle of MutatingWebhookConfiguration ${o.webhookConfigName}`, err);
+    throw kubeApiError(`patch the caBundle of MutatingWebhookConfiguration ${o.webhookConfigName}`, err);
   }
   const changed = ops.length / 2;
   log.info({ webhookConfiguration: o.webhookConfigName, webhooks: changed }, 'set the webhook caBundle');
   return changed;
 }
 
-export class KubeApiError extends Error {
-  override readonly name = 'KubeApiError';
-  readonly code = 'TSMESH_KUBE_API';
-  readonly status: number | undefined;
-  constructor(message: string, status: number | undefined, options?: { cause?: unknown }) {
-    super(message, options);
-    this.status = status;
-  }
-}
-
-function apiError(what: string, err: unknown): KubeApiError {
-  if (err instanceof ApiException) {
-    const body = err.body as { message?: string } | string | undefined;
-    let detail = typeof body === 'string' ? body : body?.message;
-    if (typeof body === 'string') {
-      try {
-        detail = (JSON.parse(body) as { message?: string }).message ?? body;
-      } catch {
-        /* not JSON: keep the text */
-      }
-    }
-    return new KubeApiError(`cannot ${what}: HTTP ${err.code}${detail ? `: ${detail}` : ''}`, err.code, { cause: err });
-  }
-  return new KubeApiError(`cannot ${what}: ${(err as Error).message}`, undefined, { cause: err });
-}
+export { KubeApiError } from '../kube/errors.ts';
 
 /**
  * Keeps the serving certificate and the caBundle right: once now, then every `intervalMs`

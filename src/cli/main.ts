@@ -2,6 +2,7 @@
 // Each command is loaded only when used, so `tsmesh init` does not load the proxy.
 import { NotAvailableError, UsageError, ConfigError } from '../errors/errors.ts';
 import type { Command } from './command.ts';
+import { describeError } from '../errors/describe.ts';
 
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
   proxy: { summary: 'run the sidecar', load: async () => (await import('./proxy.ts')).default },
@@ -55,7 +56,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     // Anything else: say what failed; the stack only when asked for (TSMESH_DEBUG=1).
     const e = err as Error & { code?: string };
-    process.stderr.write(`tsmesh ${name}: ${e.message}${e.code ? ` [${e.code}]` : ''}\n`);
+    process.stderr.write(`tsmesh ${name}: ${describeError(e)}${e.code ? ` [${e.code}]` : ''}\n`);
     if (process.env.TSMESH_DEBUG) process.stderr.write(`${e.stack}\n`);
     return 1;
   }
