@@ -21,11 +21,11 @@
 // Everything is removed by close(), and by exit/SIGINT/SIGTERM/SIGHUP hooks if the process
 // never gets there. Needs root, iproute2 (ip, ss), iptables, util-linux (setpriv); curl() needs curl.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, mkdir, writeFile, rm, chmod, access, constants } from 'node:fs/promises';
+import { mkdtemp, mkdir, writeFile, rm, chmod, access as fsAccess, constants, stat } from 'node:fs/promises';
 import { createCA, writeWorkloadIdentity } from './identity.ts';
-import { rmSync } from 'node:fs';
+import { realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, delimiter } from 'node:path';
+import { dirname, join, delimiter, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
@@ -273,8 +273,12 @@ export class NetnsCluster {
   private readonly processes = new Set<PodProcess>();
   private closed = false;
 
-  constructor(id: string, dir: string, options: { ipv6: boolean; node: string; tsmesh: string }) {
+  /** the prefix that shows the project to pod users (see podAccess) */
+  private readonly reveal: readonly string[];
+
+  constructor(id: string, dir: string, options: { ipv6: boolean; node: string; tsmesh: string; reveal?: readonly string[] }) {
     this.id = id;
+    this.reveal = options.reveal ?? [];
     this.dir = dir;
     this.ipv6 = options.ipv6;
     this.nodeBinary = options.node;
@@ -299,7 +303,8 @@ export class NetnsCluster {
   private command(pod: string, cmd: readonly string[], uid: number | undefined, env: Record<string, string> | undefined): string[] {
     if (cmd.length === 0) throw new LocalClusterError('TSMESH_LOCALCLUSTER_BAD_INPUT', 'empty command');
     const vars = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: this.dir, ...env };
-    return ['netns', 'exec', this.pod(pod).netns, ...asUser(uid), 'env', '-i', ...Object.entries(vars).map(([k, v]) => `${k}=${v}`), ...cmd];
+    const user = asUser(uid);
+    return ['netns', 'exec', this.pod(pod).netns, ...(user.length ? this.reveal : []), ...user, 'env', '-i', ...Object.entries(vars).map(([k, v]) => `${k}=${v}`), ...cmd];
   }
 
   /** Runs `cmd` in the pod and waits for it; never rejects on a non-zero exit. */
@@ -459,7 +464,7 @@ export async function onPath(command: string, path = process.env.PATH ?? ''): Pr
   for (const dir of path.split(delimiter)) {
     if (!dir) continue;
     try {
-      await access(join(dir, command), constants.X_OK);
+      await fsAccess(join(dir, command), constants.X_OK);
       return true;
     } catch {
       /* not here */
@@ -471,22 +476,70 @@ export async function onPath(command: string, path = process.env.PATH ?? ''): Pr
 /** The commands a cluster runs (iptables-save/-restore are what `tsmesh init` uses). */
 export const REQUIRED_COMMANDS = ['ip', 'ss', 'iptables', 'iptables-save', 'iptables-restore', 'setpriv', 'env'] as const;
 
-const readable = new Map<string, Promise<string | undefined>>();
-/** The sidecar (UID 1337) and the apps (UID 1000) run `node` and `tsmesh`: they must reach them. */
-function projectUnreadable(node: string, tsmesh: string): Promise<string | undefined> {
+/**
+ * How pod users (the sidecar's 1337, the apps' 1000) get to `node` and `tsmesh`. When the
+ * project sits under a folder they cannot enter (a clone in root's home, mode 700), its
+ * commands run in a mount namespace of their own (`unshare -m`, gone with the process) where
+ * that folder is an empty tmpfs holding only the project, bind-mounted at its own path: the
+ * same files at the same paths, readable as in an image, and nothing of the user's folders
+ * changed. The sidecar still runs as UID 1337, the UID the iptables rules leave alone.
+ */
+interface PodAccess {
+  /** prefix for commands run as a pod user (empty when the project is readable as it is) */
+  readonly reveal: readonly string[];
+  /** why the pod users cannot run the project even so */
+  readonly problem?: string;
+}
+
+const REVEAL_SCRIPT = [
+  'set -e; umask 022',
+  'hidden=$1 project=$2 stash=$3; shift 3',
+  'mount --bind "$project" "$stash"', // keep the project at hand...
+  'mount -t tmpfs -o mode=0755 tsmesh-project "$hidden"', // ...hide the folder others cannot enter...
+  'mkdir -p "$project"',
+  'mount --move "$stash" "$project"', // ...and put the project back at its path
+  'exec "$@"',
+].join('\n');
+
+const access = new Map<string, Promise<PodAccess>>();
+function podAccess(node: string, tsmesh: string): Promise<PodAccess> {
   const key = `${node}\0${tsmesh}`;
-  let check = readable.get(key);
-  if (!check) {
-    check = (async () => {
-      for (const uid of [PROXY_UID, APP_UID]) {
-        const r = await sh('setpriv', [...asUser(uid).slice(1), 'test', '-x', node, '-a', '-r', tsmesh]);
-        if (r.code !== 0) return `UID ${uid} cannot run ${node} or read ${tsmesh}: the project and every folder above it must be readable by all (chmod o+rx)`;
+  let found = access.get(key);
+  if (!found) {
+    found = (async () => {
+      const canRun = async (reveal: readonly string[]): Promise<number | undefined> => {
+        for (const uid of [PROXY_UID, APP_UID]) {
+          const r = await sh(reveal[0] ?? 'setpriv', [...reveal.slice(1), ...(reveal.length ? asUser(uid) : asUser(uid).slice(1)), 'test', '-x', node, '-a', '-r', tsmesh]);
+          if (r.code !== 0) return uid;
+        }
+        return undefined;
+      };
+      let uid = await canRun([]);
+      if (uid === undefined) return { reveal: [] };
+      const project = realpathSync(dirname(dirname(tsmesh)));
+      const hidden = await closedAncestor(project);
+      if (hidden) {
+        const stash = join(tmpdir(), 'tsmesh-project-stash');
+        await mkdir(stash, { recursive: true });
+        const reveal = ['unshare', '-m', 'sh', '-c', REVEAL_SCRIPT, 'tsmesh-reveal', hidden, project, stash];
+        uid = await canRun(reveal);
+        if (uid === undefined) return { reveal };
       }
-      return undefined;
+      return { reveal: [], problem: `UID ${uid} cannot run ${node} or read ${tsmesh}: the project's files must be readable by all (chmod -R o+rX)` };
     })();
-    readable.set(key, check);
+    access.set(key, found);
   }
-  return check;
+  return found;
+}
+
+/** The topmost folder above `dir` that others cannot enter (no o+x), if any. */
+async function closedAncestor(dir: string): Promise<string | undefined> {
+  const parts = dir.split(sep).filter(Boolean);
+  for (let i = 1; i <= parts.length - 1; i++) {
+    const folder = sep + parts.slice(0, i).join(sep);
+    if (((await stat(folder)).mode & 0o001) === 0) return folder;
+  }
+  return undefined;
 }
 
 /**
@@ -502,8 +555,8 @@ export async function netnsUnsupportedReasons(options: { node?: string; tsmesh?:
   for (const c of REQUIRED_COMMANDS) if (!(await onPath(c))) missing.push(c);
   if (missing.length > 0) reasons.push(`not on PATH: ${missing.join(', ')} (iproute2, iptables, util-linux)`);
   if (reasons.length === 0) {
-    const unreadable = await projectUnreadable(options.node ?? process.execPath, options.tsmesh ?? TSMESH_BIN);
-    if (unreadable) reasons.push(unreadable);
+    const { problem } = await podAccess(options.node ?? process.execPath, options.tsmesh ?? TSMESH_BIN);
+    if (problem) reasons.push(problem);
   }
   return reasons;
 }
@@ -518,13 +571,13 @@ export async function netnsCluster(options: ClusterOptions): Promise<NetnsCluste
   const tsmesh = options.tsmesh ?? TSMESH_BIN;
   removeStaleNamespaces();
   installExitHooks();
-  const unreadable = await projectUnreadable(node, tsmesh);
-  if (unreadable) throw new LocalClusterError('TSMESH_LOCALCLUSTER_UNSUPPORTED', unreadable);
+  const { reveal, problem } = await podAccess(node, tsmesh);
+  if (problem) throw new LocalClusterError('TSMESH_LOCALCLUSTER_UNSUPPORTED', problem);
 
   const id = `${PREFIX}${process.pid}-${randomBytes(3).toString('hex')}`;
   const dir = await mkdtemp(join(tmpdir(), `${id}-`));
   await chmod(dir, 0o755); // the sidecar (UID 1337) and apps read their files here
-  const cluster = new NetnsCluster(id, dir, { ipv6: options.ipv6 ?? false, node, tsmesh });
+  const cluster = new NetnsCluster(id, dir, { ipv6: options.ipv6 ?? false, node, tsmesh, reveal });
   live.add(cluster);
   try {
     await build(cluster, options);

@@ -3,11 +3,13 @@
 // matches, and close() leaves nothing behind.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, mkdtemp, mkdir, chmod, writeFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { parse } from 'yaml';
-import { netnsCluster, removeStaleNamespaces, NODE, APP_UID, type NetnsCluster } from './netns.ts';
+import { netnsCluster, removeStaleNamespaces, NODE, APP_UID, PROXY_UID, type NetnsCluster } from './netns.ts';
 import { registryFileSchema } from '../../src/registry/model.ts';
 
 const APP = `
@@ -94,4 +96,32 @@ void test('removes namespaces left behind by a test process that died', () => {
       /* removed */
     }
   }
+});
+
+void test('pods run a project that sits under a folder only root can enter, and the folder stays as it was', async () => {
+  // a project (its bin/tsmesh.js stands in for the checkout) cloned under a private folder
+  const home = await mkdtemp(join(tmpdir(), 'tsmesh-private-'));
+  after(() => rm(home, { recursive: true, force: true }));
+  assert.equal((await stat(home)).mode & 0o777, 0o700);
+  const project = join(home, 'src', 'tsmesh');
+  await mkdir(join(project, 'bin'), { recursive: true, mode: 0o755 });
+  await chmod(join(home, 'src'), 0o755);
+  const tsmesh = join(project, 'bin', 'tsmesh.js');
+  await writeFile(tsmesh, "console.log('project readable as', process.getuid());\n", { mode: 0o644 });
+  await writeFile(join(home, 'secret'), 'not for pods\n', { mode: 0o644 });
+
+  const private_ = await netnsCluster({ tsmesh, pods: [{ name: 'pod-p' }] });
+  after(() => private_.close());
+  for (const uid of [PROXY_UID, APP_UID]) {
+    const r = await private_.exec('pod-p', [NODE, tsmesh], { uid });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), `project readable as ${uid}`);
+  }
+  // only the project is shown to the pod users: the rest of the private folder is not
+  const other = await private_.exec('pod-p', ['cat', join(home, 'secret')], { uid: APP_UID });
+  assert.notEqual(other.code, 0);
+  // nothing changed outside: same mode, same content, no mount left behind
+  assert.equal((await stat(home)).mode & 0o777, 0o700);
+  assert.equal(await readFile(join(home, 'secret'), 'utf8'), 'not for pods\n');
+  assert.ok(!(await readFile('/proc/self/mounts', 'utf8')).includes(project));
 });
