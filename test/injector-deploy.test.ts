@@ -74,7 +74,7 @@ describe('deploy/', () => {
     const pod = d.spec.template.spec;
     const c = pod.containers[0];
     assert.deepEqual(c.args, ['injector']);
-    assert.equal(c.image, `ghcr.io/tsmesh/tsmesh:${pkg.version}`);
+    assert.equal(c.image, `ghcr.io/tsmesh/tsmesh-control-plane:${pkg.version}`); // Dockerfile target control-plane
     assert.equal(c.env.find((e: Obj) => e.name === 'TSMESH_PROXY_IMAGE').value, `ghcr.io/tsmesh/tsmesh:${pkg.version}`);
     assert.equal(c.ports[0].containerPort, CONTROL_PLANE_PORT);
     for (const probe of [c.readinessProbe, c.livenessProbe]) {

@@ -34,7 +34,15 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`tsmesh: unknown command "${name}"\n\n${usage()}`);
     return 2;
   }
-  const command = await entry.load();
+  let command: Command;
+  try {
+    command = await entry.load();
+  } catch (err) {
+    // The sidecar image holds proxy and init only: say so instead of a module-not-found trace.
+    if ((err as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    process.stderr.write(`tsmesh ${name}: not in this image (${describeError(err)}); the sidecar image runs proxy and init, the control-plane image the other commands\n`);
+    return 3;
+  }
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(command.help);
     return 0;
