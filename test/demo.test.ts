@@ -6,6 +6,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
+import { asPodUser } from '../src/localcluster/netns.ts';
 
 const run = promisify(execFile);
 const TSMESH = join(import.meta.dirname, '..', 'bin', 'tsmesh.js');
@@ -160,12 +161,13 @@ test('tsmesh demo (loopback) stopped by Ctrl-C in the middle of its requests sto
 });
 
 test('tsmesh demo as a non-root user: auto falls back to loopback saying why; --mode netns fails saying why', { skip: skipNotRoot }, async () => {
-  const asUser = ['--reuid=1000', '--regid=1000', '--clear-groups', '--', 'env', `PATH=${process.env.PATH}`, 'HOME=/tmp', process.execPath, TSMESH, 'demo', '--requests', '1'];
-  const { stdout } = await run('setpriv', asUser, { timeout: 60_000 });
+  // as UID 1000 (through the harness, which shows the project to that user wherever it was cloned)
+  const [cmd, ...asUser] = await asPodUser(1000, ['env', `PATH=${process.env.PATH}`, 'HOME=/tmp', process.execPath, TSMESH, 'demo', '--requests', '1']);
+  const { stdout } = await run(cmd!, asUser, { timeout: 60_000 });
   assert.match(stdout.split('\n')[0]!, /^mode: loopback: /);
   assert.match(stdout, /\(not network namespaces: not running as root \(network namespaces and iptables need it\)\)/);
   assert.match(stdout, /Request 1: .* 200 "Hello from pod-a"/);
-  await assert.rejects(run('setpriv', [...asUser, '--mode', 'netns'], { timeout: 60_000 }), (err: { code: number; stderr: string }) => {
+  await assert.rejects(run(cmd!, [...asUser, '--mode', 'netns'], { timeout: 60_000 }), (err: { code: number; stderr: string }) => {
     assert.equal(err.code, 1);
     assert.match(err.stderr, /--mode netns: cannot make network-namespace pods here: not running as root.*\[TSMESH_DEMO_NETNS_UNAVAILABLE\]/);
     return true;

@@ -39,6 +39,8 @@ function answer(err: ApiException<unknown>): string {
       /* not JSON: keep the text */
     }
   }
+  // Codes a method does not declare (401 on most) come without a body: the message has the reason.
+  detail ??= /^Message: (.+)$/m.exec(err.message)?.[1];
   return `HTTP ${err.code}${detail ? `: ${detail.slice(0, 300)}` : ''}`;
 }
 

@@ -9,6 +9,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   init: { summary: "install the iptables rules that send the pod's traffic to the sidecar", load: async () => (await import('./init.ts')).default },
   injector: { summary: 'run the control plane (webhook, CA, discovery)', load: async () => (await import('./injector.ts')).default },
   inject: { summary: 'print manifests with the sidecar injected, as the webhook would', load: async () => (await import('./inject.ts')).default },
+  check: { summary: 'check that the cluster is ready for tsmesh, or that tsmesh works there', load: async () => (await import('./check.ts')).default },
   demo: { summary: 'run a small local mesh and show what it does', load: async () => (await import('./demo.ts')).default },
 };
 

@@ -532,6 +532,16 @@ function podAccess(node: string, tsmesh: string): Promise<PodAccess> {
   return found;
 }
 
+/**
+ * `cmd` run as `uid` the way the cluster runs pod commands (for a test that runs tsmesh as
+ * another user outside a pod): through the mount namespace that shows the project when it
+ * sits under a private folder.
+ */
+export async function asPodUser(uid: number, cmd: readonly string[], options: { node?: string; tsmesh?: string } = {}): Promise<string[]> {
+  const { reveal } = await podAccess(options.node ?? process.execPath, options.tsmesh ?? TSMESH_BIN);
+  return [...reveal, ...asUser(uid), ...cmd];
+}
+
 /** The topmost folder above `dir` that others cannot enter (no o+x), if any. */
 async function closedAncestor(dir: string): Promise<string | undefined> {
   const parts = dir.split(sep).filter(Boolean);

@@ -13,8 +13,9 @@
 // Supported: GET (item, list), POST (create), PUT (replace, resourceVersion checked), PATCH
 // (application/merge-patch+json, application/json-patch+json), DELETE on
 // /api/v1/... and /apis/GROUP/VERSION/..., namespaced and cluster-scoped; labelSelector and
-// fieldSelector on lists and watches; POST /apis/authentication.k8s.io/v1/tokenreviews answered
-// by a pluggable responder.
+// fieldSelector on lists and watches; POST /apis/authentication.k8s.io/v1/tokenreviews and
+// /apis/authorization.k8s.io/v1/selfsubjectaccessreviews (Impersonate-User honoured) answered by
+// pluggable responders; GET /version.
 //
 // Watch, as the API server does it (what informers need): GET COLLECTION?watch=true answers 200
 // with a chunked stream of JSON lines {"type":"ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR",
@@ -80,6 +81,16 @@ export interface TokenReviewStatus {
 }
 export type TokenReviewer = (spec: TokenReviewSpec) => TokenReviewStatus | Promise<TokenReviewStatus>;
 
+/** A SelfSubjectAccessReview's spec.resourceAttributes. */
+export interface ResourceAttributes {
+  readonly group?: string;
+  readonly resource?: string;
+  readonly verb?: string;
+  readonly namespace?: string;
+  readonly name?: string;
+}
+export type AccessReviewer = (attributes: ResourceAttributes, user: string) => boolean;
+
 /** What the default TokenReview responder knows about a token. */
 export interface KnownToken {
   readonly username: string;
@@ -142,6 +153,10 @@ export class KubeStandin {
   readonly tokens = new Map<string, KnownToken>();
   /** Replace to answer TokenReviews another way. */
   tokenReviewer: TokenReviewer = (spec) => this.#reviewKnownToken(spec);
+  /** Answers SelfSubjectAccessReviews: `user` is the Impersonate-User header, else "standin-admin". Default: everything allowed. */
+  accessReviewer: AccessReviewer = () => true;
+  /** What GET /version answers. */
+  version = { major: '1', minor: '31', gitVersion: 'v1.31.0', platform: 'linux/amd64' };
 
   readonly #server: Server;
   readonly #objects = new Map<string, KubeObject>();
@@ -424,6 +439,7 @@ export class KubeStandin {
   }
 
   async #handle(req: StandinRequest): Promise<StandinResponse> {
+    if (req.path === '/version' && req.method === 'GET') return { status: 200, body: this.version };
     const route = parsePath(req.path);
     if (!route) return { status: 404, body: this.status(404, 'NotFound', `the server could not find the requested resource (${req.path})`) };
     const kind = this.#kinds.get(route.plural) ?? route.plural.replace(/s$/, '').replace(/^./, (c) => c.toUpperCase());
@@ -433,6 +449,14 @@ export class KubeStandin {
       const spec = ((req.body as { spec?: TokenReviewSpec } | null)?.spec ?? { token: '' }) as TokenReviewSpec;
       const status = await this.tokenReviewer(spec);
       return { status: 201, body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: { creationTimestamp: null }, spec, status } };
+    }
+
+    if (route.plural === 'selfsubjectaccessreviews' && route.apiVersion === 'authorization.k8s.io/v1') {
+      if (req.method !== 'POST') return { status: 405, body: this.status(405, 'MethodNotAllowed', `${req.method} is not supported on selfsubjectaccessreviews`) };
+      const spec = ((req.body as { spec?: { resourceAttributes?: ResourceAttributes } } | null)?.spec ?? {}) as { resourceAttributes?: ResourceAttributes };
+      const user = String(req.headers['impersonate-user'] ?? 'standin-admin');
+      const allowed = this.accessReviewer(spec.resourceAttributes ?? {}, user);
+      return { status: 201, body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', metadata: {}, spec, status: { allowed, ...(allowed ? {} : { reason: 'no RBAC rule allows it' }) } } };
     }
 
     const { apiVersion, namespace, name } = route;
