@@ -21,7 +21,7 @@
 // Everything is removed by close(), and by exit/SIGINT/SIGTERM/SIGHUP hooks if the process
 // never gets there. Needs root, iproute2 (ip, ss), iptables, util-linux (setpriv); curl() needs curl.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, mkdir, writeFile, rm, chmod, access as fsAccess, constants, stat } from 'node:fs/promises';
+import { mkdtemp, mkdir, writeFile, rm, chmod, access, constants, stat } from 'node:fs/promises';
 import { createCA, writeWorkloadIdentity } from './identity.ts';
 import { realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -464,7 +464,7 @@ export async function onPath(command: string, path = process.env.PATH ?? ''): Pr
   for (const dir of path.split(delimiter)) {
     if (!dir) continue;
     try {
-      await fsAccess(join(dir, command), constants.X_OK);
+      await access(join(dir, command), constants.X_OK);
       return true;
     } catch {
       /* not here */
@@ -501,10 +501,10 @@ const REVEAL_SCRIPT = [
   'exec "$@"',
 ].join('\n');
 
-const access = new Map<string, Promise<PodAccess>>();
+const podAccessByPaths = new Map<string, Promise<PodAccess>>();
 function podAccess(node: string, tsmesh: string): Promise<PodAccess> {
   const key = `${node}\0${tsmesh}`;
-  let found = access.get(key);
+  let found = podAccessByPaths.get(key);
   if (!found) {
     found = (async () => {
       const canRun = async (reveal: readonly string[]): Promise<number | undefined> => {
@@ -527,7 +527,7 @@ function podAccess(node: string, tsmesh: string): Promise<PodAccess> {
       }
       return { reveal: [], problem: `UID ${uid} cannot run ${node} or read ${tsmesh}: the project's files must be readable by all (chmod -R o+rX)` };
     })();
-    access.set(key, found);
+    podAccessByPaths.set(key, found);
   }
   return found;
 }
