@@ -105,9 +105,12 @@ export interface RunningInjector {
 
 export async function runInjector(options: RunInjectorOptions = {}): Promise<RunningInjector> {
   const env = options.env ?? process.env;
+  // The settings first: a bad value is named before anything is tried.
+  const settings = injectorSettingsFromEnv(env);
+  const server = injectorServerSettingsFromEnv(env);
   const kubeConfig = options.kubeConfig ?? loadKubeConfig({ env });
   try {
-    return await startInjector(options, env, kubeConfig);
+    return await startInjector(options, kubeConfig, settings, server);
   } catch (err) {
     // A failed call says what it tried and why; add where, so a wrong kubeconfig shows.
     if (err instanceof KubeApiError && err.code === 'TSMESH_KUBE_API') {
@@ -117,9 +120,7 @@ export async function runInjector(options: RunInjectorOptions = {}): Promise<Run
   }
 }
 
-async function startInjector(options: RunInjectorOptions, env: NodeJS.ProcessEnv, kubeConfig: KubeConfig): Promise<RunningInjector> {
-  const settings = injectorSettingsFromEnv(env);
-  const server = injectorServerSettingsFromEnv(env);
+async function startInjector(options: RunInjectorOptions, kubeConfig: KubeConfig, settings: InjectorSettings, server: InjectorServerSettings): Promise<RunningInjector> {
   const logger = options.logger ?? createLogger({ level: server.logLevel, name: 'tsmesh-injector' });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tsmesh_injector_' });

@@ -21,7 +21,7 @@ export interface KubeConfigSources {
 /** The kubeconfig kubectl would use; throws TSMESH_KUBE_NO_CONFIG when there is none. */
 export function loadKubeConfig(sources: KubeConfigSources = {}): KubeConfig {
   const env = sources.env ?? process.env;
-  const file = join(sources.home ?? homedir(), '.kube', 'config');
+  const file = join(sources.home ?? env.HOME ?? homedir(), '.kube', 'config');
   const token = sources.serviceAccountToken ?? SERVICE_ACCOUNT_TOKEN;
   const kc = new KubeConfig();
   try {

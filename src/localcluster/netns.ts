@@ -491,15 +491,24 @@ interface PodAccess {
   readonly problem?: string;
 }
 
-const REVEAL_SCRIPT = [
-  'set -e; umask 022',
-  'hidden=$1 project=$2 stash=$3; shift 3',
-  'mount --bind "$project" "$stash"', // keep the project at hand...
-  'mount -t tmpfs -o mode=0755 tsmesh-project "$hidden"', // ...hide the folder others cannot enter...
-  'mkdir -p "$project"',
-  'mount --move "$stash" "$project"', // ...and put the project back at its path
-  'exec "$@"',
-].join('\n');
+/** A shell word: the text in single quotes. */
+const quote = (text: string): string => `'${text.replaceAll("'", `'\\''`)}'`;
+
+/**
+ * The script that shows `keep` (folders) to other users: each is bind-mounted aside, every
+ * closed folder above them is covered by an empty tmpfs, and each is moved back to its own
+ * path in it. Run by `unshare -m`, so nothing of this is seen outside the command.
+ */
+function revealScript(keep: readonly string[], hidden: readonly string[], stash: string): string {
+  return [
+    'set -e; umask 022',
+    `mount -t tmpfs tsmesh-stash ${quote(stash)}`,
+    ...keep.map((k, i) => `mkdir ${quote(join(stash, String(i)))} && mount --bind ${quote(k)} ${quote(join(stash, String(i)))}`),
+    ...hidden.map((h) => `mount -t tmpfs -o mode=0755 tsmesh-project ${quote(h)}`),
+    ...keep.map((k, i) => `mkdir -p ${quote(k)} && mount --move ${quote(join(stash, String(i)))} ${quote(k)}`),
+    'exec "$@"',
+  ].join('\n');
+}
 
 const podAccessByPaths = new Map<string, Promise<PodAccess>>();
 function podAccess(node: string, tsmesh: string): Promise<PodAccess> {
@@ -516,12 +525,24 @@ function podAccess(node: string, tsmesh: string): Promise<PodAccess> {
       };
       let uid = await canRun([]);
       if (uid === undefined) return { reveal: [] };
-      const project = realpathSync(dirname(dirname(tsmesh)));
-      const hidden = await closedAncestor(project);
-      if (hidden) {
+      // The project (the folder of bin/tsmesh.js) and node's folder (of the path given, often
+      // a symlink in node_modules/.bin, and of the binary), each under the topmost folder above
+      // it that others cannot enter.
+      const folders = [dirname(dirname(realpathSync(tsmesh))), dirname(node), dirname(realpathSync(node))];
+      const keep: string[] = [];
+      const hidden: string[] = [];
+      for (const folder of folders) {
+        const closed = await closedAncestor(folder);
+        if (!closed || keep.some((k) => folder === k || folder.startsWith(k + sep))) continue;
+        keep.push(folder);
+        hidden.push(closed);
+      }
+      // the outermost of nested hidden folders covers the others
+      const outermost = [...new Set(hidden)].filter((h, _, all) => !all.some((o) => o !== h && h.startsWith(o + sep)));
+      if (keep.length > 0) {
         const stash = join(tmpdir(), 'tsmesh-project-stash');
         await mkdir(stash, { recursive: true });
-        const reveal = ['unshare', '-m', 'sh', '-c', REVEAL_SCRIPT, 'tsmesh-reveal', hidden, project, stash];
+        const reveal = ['unshare', '-m', 'sh', '-c', revealScript(keep, outermost, stash), 'tsmesh-reveal'];
         uid = await canRun(reveal);
         if (uid === undefined) return { reveal };
       }
