@@ -28,7 +28,9 @@ export interface TsmeshPair {
 /**
  * Loads the proxy's modules once (`tsmesh proxy --help`), so Node's compile cache (bin/tsmesh.js)
  * holds them before the first pair starts, as the image's cache made at build time does: every
- * pair then starts the way a sidecar in a pod starts, without compiling or type stripping.
+ * pair then starts the way a sidecar in a pod starts, without compiling or type stripping. The
+ * modules a sidecar imports only when it starts (registry file source, certificate reader) are
+ * compiled by a throwaway pair in bench/run.ts.
  */
 export async function warmCompileCache(repoRoot: string, logFile: string): Promise<void> {
   await runToEnd('tsmesh proxy --help (compile cache)', join(repoRoot, 'node_modules/.bin/node'), [join(repoRoot, 'bin/tsmesh.js'), 'proxy', '--help'], { timeoutMs: 60_000, logFile });
