@@ -1,20 +1,8 @@
-// The HTTP listeners' limits (TSMESH_* settings, src/config/settings.ts): how long a client may
-// take to send its headers (slowloris), how long a keep-alive connection may idle, and the
-// largest request body where one is set. One place, for both pipelines.
-import type { Server, ServerOptions } from 'node:http';
+// Admission of an HTTP request (TSMESH_* settings, src/config/settings.ts): requests in flight
+// (TSMESH_MAX_REQUESTS) and a declared body over TSMESH_MAX_REQUEST_BODY. One place, for both
+// pipelines; the header and idle timeouts are the HTTP/1.1 core's (src/http1/server.ts).
 import { ProxyError } from '../errors/errors.ts';
 import type { Limits } from '../config/settings.ts';
-
-export function httpServerOptions(limits: Limits): ServerOptions {
-  return {
-    keepAliveTimeout: limits.idleTimeoutMs,
-    headersTimeout: limits.headersTimeoutMs,
-    requestTimeout: 0, // a request's body may stream for as long as it flows
-    // Node checks header and request timeouts on this interval; the default (30 s) would let
-    // a slow client hold a connection for much longer than headersTimeout
-    connectionsCheckingInterval: Math.max(250, Math.min(1000, limits.headersTimeoutMs / 4)),
-  };
-}
 
 /** The refusal for a request the sidecar will not take now, if any. */
 export function admission(req: { readonly headers: { readonly 'content-length'?: string | string[] | undefined } }, limits: Limits, full: boolean): ProxyError | undefined {
@@ -31,14 +19,4 @@ export function declaredBodyTooLarge(contentLength: string | string[] | undefine
 /** 413 body-too-large: `bytes` declared, or counted so far (an HTTP/2 body is counted as it arrives). */
 export function bodyTooLarge(bytes: number, max: number): ProxyError {
   return new ProxyError('BODY_TOO_LARGE', `the request body (${bytes} bytes) is larger than the limit of ${max} bytes (TSMESH_MAX_REQUEST_BODY)`);
-}
-
-/**
- * The sidecar's HTTP servers never listen themselves: the listeners hand them sockets after
- * detection. Node sets up its connection tracking (which enforces headersTimeout and backs
- * closeIdleConnections/closeAllConnections) on 'listening', so it is started here by hand.
- */
-export function trackConnections(server: Server): Server {
-  server.emit('listening');
-  return server;
 }

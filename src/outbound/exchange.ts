@@ -68,7 +68,7 @@ export interface Attempt {
 }
 
 /**
- * One client request as the exchange drives it, over HTTP/1.1 (src/http/transport.ts) or
+ * One client request as the exchange drives it, over HTTP/1.1 (src/http1/transport.ts) or
  * HTTP/2 (src/h2/transport.ts). `R` is the upstream's response head.
  */
 export interface Transport<R> {

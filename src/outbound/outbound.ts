@@ -29,7 +29,7 @@ import { ProxyError } from '../errors/errors.ts';
 import { endWithProxyError } from '../errors/response.ts';
 import { logHttp } from '../log/access.ts';
 import { runExchange, type ExchangeDeps, type ExchangeResult, type Destination as ExchangeDestination, type Deadlines } from './exchange.ts';
-import { targetUrl } from '../http/transport.ts';
+import { targetUrl } from '../http/forward.ts';
 import { Http1Server, type ServerRequest } from '../http1/server.ts';
 import { Http1Transport } from '../http1/transport.ts';
 import type { IncomingHttpHeaders } from 'node:http2';

@@ -1,5 +1,6 @@
-// Keep-alive connection pools, one per destination (a meshed endpoint's pool is also keyed by
-// the app port its preamble names). Idle connections are closed before the usual 5 s
+// node:http keep-alive agents, one per destination (a meshed endpoint's pool is also keyed by
+// the app port its preamble names), for WebSocket upgrades forwarded by http-proxy; ordinary
+// HTTP/1.1 requests use the raw-socket core's pools (src/http1/client.ts). Idle connections are closed before the usual 5 s
 // keep-alive timeout of app servers, to avoid reusing a connection the server is closing.
 import { Agent, type AgentOptions } from 'node:http';
 import type { Duplex } from 'node:stream';
