@@ -149,6 +149,23 @@ test("a client that does not read its response holds the app's writes back; then
   s.destroy();
 });
 
+test('a pooled connection paused for a slow client at the end of its response is read again by the next request', async () => {
+  // each response ends while the client is behind (its last bytes wait in the sidecar's socket
+  // buffer), so the upstream connection goes back to the pool paused; the next request reuses it
+  for (let round = 0; round < 3; round++) {
+    const s = open();
+    s.pause();
+    s.write('GET /big HTTP/1.1\r\nHost: pod-service\r\n\r\n');
+    await eventually(() => bigWrites?.blocked === true, 10_000, "the app's writes to back up");
+    let got = 0;
+    const all = new Promise<void>((resolve) => s.on('data', (c: Buffer) => (got += c.length) >= 64 * 1024 * 1024 && resolve()));
+    s.resume();
+    await all;
+    s.destroy();
+    for (let i = 0; i < 3; i++) assert.equal((await send(pair.proxyURL, { path: `/after-big-${round}-${i}` })).status, 200);
+  }
+});
+
 test('sequential requests reuse one keep-alive connection to the app (the pool hands back the connection)', async () => {
   const before = pair.app.connections;
   for (let i = 0; i < 20; i++) assert.equal((await send(pair.proxyURL, { path: `/seq${i}` })).status, 200);

@@ -252,39 +252,62 @@ export class UpstreamConnection {
         else if (response.chunked) this.#framer.reset();
         else this.#remaining = response.closeDelimited ? Infinity : response.contentLength;
         const framing = noBody ? 'none' : response.chunked ? 'chunked' : response.closeDelimited ? 'close' : 'length';
-        attempt.responseHead(response, framing);
-        if (noBody || (!response.chunked && this.#remaining === 0)) {
-          this.#bodyEnd();
-          continue;
+        // the body bytes that came with the head go to the client with it, in one write
+        let done = noBody || (!response.chunked && this.#remaining === 0);
+        let first: Buffer | undefined;
+        if (!done) {
+          const ended = this.#takeBody(attempt);
+          if (ended === undefined) return;
+          done = ended;
+          first = this.#slice;
         }
-      } else if (this.#phase === PHASE_BODY) {
-        const buf = this.#pending;
-        let n: number;
-        let done: boolean;
-        if (this.#response!.chunked) {
-          try {
-            n = this.#framer.feed(buf, 0, buf.length);
-          } catch (err) {
-            this.#fail(new ProxyError('UPSTREAM_RESET', `the upstream's chunked body is malformed: ${(err as HeadError).message}`));
-            return;
-          }
-          done = this.#framer.done;
-          attempt.responseBytes = this.#framer.bytes;
-        } else {
-          n = Math.min(this.#remaining, buf.length);
-          this.#remaining -= n;
-          attempt.responseBytes += n;
-          done = this.#remaining === 0;
-        }
-        this.#pending = n < buf.length ? buf.subarray(n) : undefined;
-        if (n > 0) attempt.responseBody(n < buf.length ? buf.subarray(0, n) : buf);
+        attempt.responseHead(response, framing, first);
+        if (this.attempt !== attempt) return; // cancelled meanwhile: the connection is closed
         if (done) this.#bodyEnd();
+      } else if (this.#phase === PHASE_BODY) {
+        const ended = this.#takeBody(attempt);
+        if (ended === undefined) return;
+        if (this.#slice !== undefined) attempt.responseBody(this.#slice);
+        if (ended && this.attempt === attempt) this.#bodyEnd();
       } else {
         // bytes after a complete response: the connection is not reusable
         this.destroy();
         return;
       }
     }
+  }
+
+  /** The body bytes at hand. */
+  #slice: Buffer | undefined;
+
+  /**
+   * Takes the response body bytes that are pending (into #slice): whether the body ended with
+   * them; undefined when they are malformed (the attempt has failed).
+   */
+  #takeBody(attempt: UpstreamAttempt): boolean | undefined {
+    const buf = this.#pending;
+    this.#slice = undefined;
+    if (buf === undefined) return false;
+    let n: number;
+    let done: boolean;
+    if (this.#response!.chunked) {
+      try {
+        n = this.#framer.feed(buf, 0, buf.length);
+      } catch (err) {
+        this.#fail(new ProxyError('UPSTREAM_RESET', `the upstream's chunked body is malformed: ${(err as HeadError).message}`));
+        return undefined;
+      }
+      done = this.#framer.done;
+      attempt.responseBytes = this.#framer.bytes;
+    } else {
+      n = Math.min(this.#remaining, buf.length);
+      this.#remaining -= n;
+      attempt.responseBytes += n;
+      done = this.#remaining === 0;
+    }
+    this.#pending = n < buf.length ? buf.subarray(n) : undefined;
+    if (n > 0) this.#slice = n < buf.length ? buf.subarray(0, n) : buf;
+    return done;
   }
 
   #bodyEnd(): void {
@@ -295,6 +318,8 @@ export class UpstreamConnection {
     this.attempt = undefined;
     attempt.responseEnd();
     if (keepAlive && this.usable) {
+      // paused while the client caught up with the last bytes: the next exchange reads again
+      this.socket.resume();
       this.reused = true;
       this.#pool.release(this);
     } else this.destroy();
@@ -445,10 +470,11 @@ export class UpstreamAttempt implements BodySink {
   }
 
   /** From the connection: a response head. */
-  responseHead(response: ResponseHead, framing: 'length' | 'chunked' | 'close' | 'none'): void {
+  responseHead(response: ResponseHead, framing: 'length' | 'chunked' | 'close' | 'none', first: Buffer | undefined): void {
     this.response = response;
     this.framing = framing;
     if (this.#mode !== MODE_CONNECTING) return;
+    if (first !== undefined) this.#early = [first];
     this.#mode = MODE_HEAD;
     this.#handlers.onResponse(this);
   }

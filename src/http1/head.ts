@@ -148,6 +148,8 @@ export function parseRequestHead(buf: Buffer, start: number, end: number): Reque
         contentLength = decimal(value);
         break;
       case 'transfer-encoding':
+        // whitespace after the last coding is read differently by other parsers: refused
+        if (line.trailingSpace) throw new HeadError('whitespace after Transfer-Encoding');
         te = te === undefined ? value : `${te}, ${value}`;
         break;
       case 'host':
@@ -160,7 +162,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number): Reque
         expect = value;
         break;
       case 'upgrade':
-        upgradeHeader = true;
+        upgradeHeader ||= value !== ''; // an empty Upgrade asks for nothing
         break;
     }
     add(headers, name, value);
@@ -249,6 +251,8 @@ interface FieldLine {
   /** as written */
   raw: string;
   value: string;
+  /** The value had whitespace after it (trimmed). */
+  trailingSpace: boolean;
   next: number;
 }
 
@@ -274,7 +278,7 @@ export function fieldLine(buf: Buffer, i: number): FieldLine {
     if (c !== SP && c !== HTAB) last = i;
   }
   if (buf[i + 1] !== LF) throw new HeadError('a bare CR in a header line');
-  return { name: lowerCase(raw), raw, value: latin1(buf, v0, last), next: i + 2 };
+  return { name: lowerCase(raw), raw, value: latin1(buf, v0, last), trailingSpace: last !== i, next: i + 2 };
 }
 
 const lowerCache = new Map<string, string>();
