@@ -439,6 +439,8 @@ export class UpstreamAttempt implements BodySink {
     this.#starting = true;
     this.req.pipeBody(this);
     this.#starting = false;
+    // the request failed while its body was read (over the limit, malformed): nothing to send
+    if (this.req.finished) return this.cancel();
     const parts = this.#first;
     this.#first = undefined;
     const more = conn.socket.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts));

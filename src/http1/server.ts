@@ -19,6 +19,7 @@ import { ChunkedFramer } from './body.ts';
 import { codes, ProxyError } from '../errors/errors.ts';
 import { ERROR_HEADER } from '../errors/response.ts';
 import type { Logger } from '../log/log.ts';
+import { bodyTooLarge } from '../http/limits.ts';
 
 /** Bytes read ahead of the request in flight (pipelined requests, a body not yet asked for) before reading pauses. */
 export const READ_AHEAD = 64 * 1024;
@@ -333,7 +334,7 @@ export class ServerConnection<C = unknown> {
       }
       const limit = this.#server.limits.maxRequestBodyBytes;
       if (limit !== undefined && req.bodyBytes > limit) {
-        this.#badBody(req, new ProxyError('BODY_TOO_LARGE', `the request body is larger than the limit of ${limit} bytes (TSMESH_MAX_REQUEST_BODY)`));
+        this.#badBody(req, bodyTooLarge(req.bodyBytes, limit));
         return false;
       }
       this.#pending = n < buf.length ? buf.subarray(n) : undefined;
