@@ -1,8 +1,8 @@
 // Differential check of the raw-socket path's HTTP/1.1 request parser against llhttp (Node's
 // own parser, strict, as node:http's server runs it): a short seeded run of fuzz/http1-diff.ts.
 // For every input, both parsers accept each message with the same method, target, version,
-// headers and body framing, or ours refuses it. The 10-minute runs are recorded in
-// fuzz/README.md.
+// headers and body framing, or ours refuses it. The 10-minute run is recorded in
+// bench/RESULTS.md ("Soak and fuzz runs").
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { compare, llhttp, ours, run } from '../fuzz/http1-diff.ts';
