@@ -35,21 +35,36 @@ test("the inbound's pool to the app holds at TSMESH_MAX_UPSTREAM_CONNECTIONS; th
 });
 
 test('at the cap, a request that waits past its deadline gets 504 timeout; the pool stays at the cap', async (t) => {
+  // Two Services select the same pod, so they share its endpoint's pool: the two holders go
+  // through hold-service (a long deadline) and fill the pool; the waiters go through
+  // pod-service (1s) and must time out waiting, whatever the machine's load (the holders'
+  // deadline never passes first and frees the pool).
   const held: ServerResponse[] = [];
-  const pair = await sidecarPair((req, res) => {
-    held.push(res);
-    req.resume();
-  }, { podEnv: { b: { TSMESH_MAX_UPSTREAM_CONNECTIONS: '2' } }, serviceAnnotations: { 'tsmesh.io/timeout': '1s', 'tsmesh.io/retry-attempts': '0' } });
+  const pair = await sidecarPair(
+    (req, res) => {
+      held.push(res);
+      req.resume();
+    },
+    {
+      podEnv: { b: { TSMESH_MAX_UPSTREAM_CONNECTIONS: '2' } },
+      serviceAnnotations: { 'tsmesh.io/timeout': '1s', 'tsmesh.io/retry-attempts': '0' },
+      services: [{ name: 'hold-service', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web-app' }, annotations: { 'tsmesh.io/timeout': '60s', 'tsmesh.io/retry-attempts': '0' } }],
+    },
+  );
   t.after(async () => {
     for (const res of held) res.destroy();
     await pair.close();
   });
-  const replies = await Promise.all(Array.from({ length: 4 }, (_, i) => send(pair.proxyURL, { path: `/w${i}` })));
+  const holders = Array.from({ length: 2 }, (_, i) => send(pair.proxyURL, { path: `/hold${i}`, headers: { host: 'hold-service' } }).catch(() => undefined));
+  await eventually(() => held.length === 2, 10_000, 'the two holders at the app');
+  const replies = await Promise.all(Array.from({ length: 2 }, (_, i) => send(pair.proxyURL, { path: `/w${i}` })));
   for (const r of replies) {
     assert.equal(r.status, 504);
     assert.equal(r.headers['x-tsmesh-error'], 'timeout');
   }
-  assert.equal(pair.app.requests.length, 2, 'only two requests got a connection through pod-b (cap 2); the others timed out waiting');
+  assert.equal(pair.app.requests.length, 2, 'only the two holders got a connection through pod-b (cap 2); the waiters timed out waiting');
+  for (const res of held) res.end('ok');
+  await Promise.all(holders);
 });
 
 test('TSMESH_MAX_UPSTREAM_CONNECTIONS is validated like every setting; default 1024', async () => {
