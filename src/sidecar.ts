@@ -29,6 +29,7 @@ import { createInbound } from './inbound/inbound.ts';
 import { createAdmin } from './admin/admin.ts';
 import { parseAppProbes, type AppProbe } from './admin/app-probes.ts';
 import { Tracker } from './lifecycle/tracker.ts';
+import { startMemoryTrim } from './lifecycle/trim.ts';
 import { originalDestination, originalDestinationAvailable } from './origdst/origdst.ts';
 import type { Logger } from './log/log.ts';
 import type { ConfigError } from './errors/errors.ts';
@@ -324,7 +325,10 @@ export async function startSidecar(settings: Settings, log: Logger, options: Sid
   log.info({ outbound: outboundAddr, inbound: inboundAddr, admin: adminAddr, pod: settings.podName }, 'sidecar listening');
 
   const httpServers = [outbound.server, inbound.server];
+  // native memory freed after a burst of connections goes back to the system (glibc keeps it otherwise)
+  const memoryTrim = startMemoryTrim({ log });
   const closeAll = async () => {
+    memoryTrim.stop();
     discovery?.close();
     for (const w of watches) w.close();
     for (const s of httpServers) s.closeAllConnections();

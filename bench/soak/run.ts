@@ -124,7 +124,7 @@ async function main(): Promise<number> {
       await new Promise((r) => setTimeout(r, settle * 1000));
       const end = await state();
       lines.push(
-        `Slow readers (issue 14): ${slow} connections x 4 pipelined requests for 256 KiB, read at 64 KiB per 100 ms: ${result.complete} of ${slow * 4} responses whole, ${result.errors} connection errors, ${seconds.toFixed(1)} s.`,
+        `Slow readers (issue 14): ${slow} connections x 4 pipelined requests for 256 KiB, read at 64 KiB per 100 ms, in ${seconds.toFixed(1)} s: ${result.ok} of ${slow * 4} answered 200 with the whole 256 KiB; ${result.complete} responses complete; statuses ${JSON.stringify(result.statuses)}; ${result.errors} connection errors.`,
         '',
         '| measure | pod-b (client side) | pod-a (server side) |',
         '| --- | --- | --- |',
@@ -132,6 +132,7 @@ async function main(): Promise<number> {
         `| RSS at its peak during (MiB) | ${peak.b.toFixed(0)} | ${peak.a.toFixed(0)} |`,
         `| ${settle} s after: in flight / file descriptors / RSS (MiB) | ${show(end.b)} | ${show(end.a)} |`,
         `| RSS after vs before | ${pct(end.b.rss, start.b.rss)} | ${pct(end.a.rss, start.a.rss)} |`,
+        `| V8 heap / external memory before -> after (MiB) | ${memory(start.b)} -> ${memory(end.b)} | ${memory(start.a)} -> ${memory(end.a)} |`,
         '',
       );
     }
@@ -173,10 +174,13 @@ async function rssMiB(pid: number): Promise<number> {
 }
 
 /** A sidecar's requests in flight (admin /config, from loopback), file descriptors and RSS. */
-async function sidecarState(pid: number, ip: string): Promise<{ inFlight: number; fds: number; rss: number }> {
+async function sidecarState(pid: number, ip: string): Promise<{ inFlight: number; fds: number; rss: number; heap: number; external: number }> {
   const config = (await (await fetch(`http://${ip}:15020/config`)).json()) as { inFlight: number };
-  return { inFlight: config.inFlight, fds: await fds(pid), rss: await rssMiB(pid) };
+  const metrics = await (await fetch(`http://${ip}:15020/metrics`)).text();
+  const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(metrics)?.[1] ?? NaN) / 1024 / 1024;
+  return { inFlight: config.inFlight, fds: await fds(pid), rss: await rssMiB(pid), heap: gauge('nodejs_heap_size_total_bytes'), external: gauge('nodejs_external_memory_bytes') };
 }
+const memory = (s: { heap: number; external: number }) => `${s.heap.toFixed(0)} / ${s.external.toFixed(0)}`;
 const show = (s: { inFlight: number; fds: number; rss: number }) => `${s.inFlight} / ${s.fds} / ${s.rss.toFixed(0)}`;
 const pct = (after: number, before: number) => `${after >= before ? '+' : ''}${((100 * (after - before)) / before).toFixed(0)}%`;
 
@@ -184,10 +188,12 @@ const pct = (after: number, before: number) => `${after >= before ? '+' : ''}${(
  * `n` connections to the outbound at once, each writing 4 pipelined GETs for 256 KiB and then
  * reading 64 KiB every 100 ms; resolves when every connection has its 4 responses (or failed).
  */
-function slowReaders(ip: string, n: number): Promise<{ complete: number; errors: number }> {
+function slowReaders(ip: string, n: number): Promise<{ complete: number; ok: number; statuses: Record<string, number>; errors: number }> {
   const request = 'GET /256k HTTP/1.1\r\nHost: pod-service\r\n\r\n'.repeat(4);
   let complete = 0;
+  let ok = 0;
   let errors = 0;
+  const statuses: Record<string, number> = {};
   const one = () =>
     new Promise<void>((resolve) => {
       const s = connect({ host: ip, port: 15001 });
@@ -213,7 +219,11 @@ function slowReaders(ip: string, n: number): Promise<{ complete: number; errors:
           if (bodyLeft === -1) {
             const end = buf.indexOf('\r\n\r\n');
             if (end === -1) break;
-            bodyLeft = Number(/content-length: (\d+)/i.exec(buf.subarray(0, end).toString('latin1'))?.[1] ?? 0);
+            const head = buf.subarray(0, end).toString('latin1');
+            bodyLeft = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+            const status = head.slice(9, 12);
+            statuses[status] = (statuses[status] ?? 0) + 1;
+            if (status === '200' && bodyLeft === 256 * 1024) ok++;
             buf = buf.subarray(end + 4);
           }
           const take = Math.min(bodyLeft, buf.length);
@@ -226,7 +236,7 @@ function slowReaders(ip: string, n: number): Promise<{ complete: number; errors:
         }
       }, 100);
     });
-  return Promise.all(Array.from({ length: n }, one)).then(() => ({ complete, errors }));
+  return Promise.all(Array.from({ length: n }, one)).then(() => ({ complete, ok, statuses, errors }));
 }
 
 async function fds(pid: number): Promise<number> {

@@ -2,7 +2,8 @@
 // address and port the app connected to before the nat table rewrote it. Linux keeps it in
 // the connection's conntrack entry and hands it out through getsockopt(SO_ORIGINAL_DST)
 // (IPv4) or getsockopt(IP6T_SO_ORIGINAL_DST) (IPv6). Node has no binding for that, so this
-// is the one native call of tsmesh, made with koffi (prebuilt FFI, no compiler).
+// is a native call, made with koffi (prebuilt FFI, no compiler); the other is malloc_trim
+// (src/lifecycle/trim.ts).
 import type { Socket } from 'node:net';
 import { createRequire } from 'node:module';
 import { endianness } from 'node:os';
