@@ -156,9 +156,10 @@ function niceStep(range: number, ticks: number): number {
  * axis (p50, p90, p99, p99.9 equally spaced), the usual way to show a latency distribution.
  */
 export function latencySvg(series: readonly { caseId: CaseId; sortedMs: Float64Array }[], title: string, subtitle: string): string {
-  const W = 900;
-  const H = 500;
-  const m = { left: 70, right: 260, top: 64, bottom: 56 };
+  // The legend is a column on the right, 40 px a series, wide enough for the netns labels.
+  const W = 1000;
+  const H = Math.max(500, 64 + 40 * series.length + 40);
+  const m = { left: 70, right: 330, top: 64, bottom: 56 };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
   const maxNines = 3; // up to p99.9
