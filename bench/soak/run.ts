@@ -92,7 +92,7 @@ async function main(): Promise<number> {
     const half = samples.slice(Math.floor(samples.length / 2));
     const lines = [
       `\n## Soak ${new Date().toISOString()}: ${minutes} min at ${rps} req/s, mTLS pair, upstream failing 5%`,
-      `Machine: ${cpus()[0]?.model ?? '?'}, ${cpus().length} cores; Node ${process.version}; command: \`node bench/soak/run.ts --minutes ${minutes} --rps ${rps} --settle ${settle}\``,
+      `Machine: ${cpus()[0]?.model ?? '?'}, ${cpus().length} cores; Node ${process.version}; command: \`node bench/soak/run.ts --minutes ${minutes} --rps ${rps} --settle ${settle} --slow-readers ${values['slow-readers']}\``,
       '',
       '| measure | pod-b (client side) | pod-a (server side) |',
       '| --- | --- | --- |',
