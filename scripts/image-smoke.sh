@@ -7,15 +7,24 @@
 # time and idle RSS (printed, not asserted: they depend on the machine); no development files
 # and no Kubernetes client. The control-plane image (--target control-plane): --help,
 # `inject -f -` as UID 65532 from the compile cache, no development files.
-# Exit 0 when every check passes; with neither docker nor podman installed it says so and
-# exits 0 (nothing to check here).
+# Exit 0 when every check passes; with neither docker nor podman usable (not installed, or a
+# docker client without a daemon) it says so and exits 0: there is nothing to check here.
 set -euo pipefail
 image=${1:?usage: scripts/image-smoke.sh IMAGE}
-engine=${CONTAINER_ENGINE:-$(command -v docker || command -v podman || true)}
+# The first engine that answers (CONTAINER_ENGINE names one); a docker client without a
+# daemon does not count.
+engine= why=()
+for candidate in ${CONTAINER_ENGINE:-docker podman}; do
+  if ! command -v "$candidate" >/dev/null; then why+=("$candidate is not installed"); continue; fi
+  if "$candidate" info >/dev/null 2>&1; then engine=$candidate; break; fi
+  why+=("$candidate is installed but does not answer ($candidate info fails)")
+done
 if [[ -z "$engine" ]]; then
-  echo "image-smoke: neither docker nor podman is installed: nothing to check (install one, build the image, run this again)"
+  reasons=$(printf '%s; ' "${why[@]}")
+  echo "image-smoke: no container engine to run $image with: ${reasons%; }. Nothing checked."
   exit 0
 fi
+echo "image-smoke: checking $image with $engine"
 run() { "$engine" run --rm --network=none "$@"; }
 failed=0
 pass() { echo "ok    $*"; }
