@@ -277,14 +277,16 @@ test('a new endpoint added by a registry change gets its share of sequential cal
   await mesh.setReady(1, true);
   const [a, b] = mesh.apps;
   const [a0, b0] = [a!.requests.length, b!.requests.length];
-  // one call at a time, a few ms apart (about 2 s of calls on an idle machine, longer on a busy one)
-  for (let i = 0; i < 300; i++) {
+  // one call at a time, a few ms apart (2-3 s of calls on an idle machine, longer on a busy
+  // one: a latency spike sends the next calls to the other endpoint for a while, so shares
+  // over fewer calls vary more)
+  for (let i = 0; i < 400; i++) {
     assert.equal((await send(mesh.client.outboundURL, { agent })).status, 200);
     await pause(5);
   }
   const [da, db] = [a!.requests.length - a0, b!.requests.length - b0];
   t.diagnostic(`after the new endpoint came: old ${da}, new ${db}`);
-  assert.ok(db >= 0.3 * 300 && da >= 0.3 * 300, `old ${da}, new ${db} of 300`);
+  assert.ok(db >= 0.3 * 400 && da >= 0.3 * 400, `old ${da}, new ${db} of 400`);
 });
 
 test('a new endpoint gets its share under concurrent load', async (t) => {

@@ -167,3 +167,16 @@ test('an abandoned attempt only releases its pending count', () => {
   lease.done(100); // a second call is ignored
   assert.equal(b.cost('a'), 8);
 });
+
+test('costs within the tie factor are a tie, decided at random; beyond it the cheaper one always wins', () => {
+  const c = clock();
+  const b = new P2CBalancer({ now: c.now, random: seeded(5), tieFactor: 1.25 });
+  const [x, y, z] = [ep('x'), ep('y'), ep('z')];
+  measure(b, x, 10);
+  measure(b, y, 12); // within 25 %
+  measure(b, z, 13); // 30 % above x
+  const counts = { x: 0, y: 0 };
+  for (let i = 0; i < 200; i++) counts[b.pick([x, y])!.key as 'x' | 'y']++;
+  assert.ok(counts.x > 60 && counts.y > 60, `near-equal costs share: ${JSON.stringify(counts)}`);
+  for (let i = 0; i < 50; i++) assert.equal(b.pick([x, z]), x);
+});

@@ -15,6 +15,8 @@
 //                               never looks faster than one that answers
 // A new endpoint starts at `defaultRttMs`, and its first sample is not taken (it includes the
 // connection's set-up); the pending factor keeps a new endpoint from taking every request.
+// Costs within `tieFactor` of each other are a tie, decided at random, so that a few percent of
+// noise between identical endpoints does not send every sequential call to one of them.
 import type { Endpoint } from '../registry/model.ts';
 
 /** The balancer's defaults, in one place. */
@@ -29,6 +31,9 @@ export const BALANCER_DEFAULTS = {
   decayMs: 150,
   /** a failed attempt weighs this many times the estimate (or the default, when larger) */
   failurePenalty: 10,
+  /** two costs within this factor of each other are a tie, decided at random: without it a
+   * few percent of noise between two identical endpoints sends one of them every call */
+  tieFactor: 1.25,
 } as const;
 
 export interface BalancerOptions {
@@ -38,6 +43,7 @@ export interface BalancerOptions {
   defaultRttMs?: number;
   decayMs?: number;
   failurePenalty?: number;
+  tieFactor?: number;
 }
 
 class Estimate {
@@ -88,6 +94,7 @@ export class P2CBalancer {
   readonly #defaultRttMs: number;
   readonly #decayMs: number;
   readonly #penalty: number;
+  readonly #tie: number;
 
   constructor(options: BalancerOptions = {}) {
     this.#now = options.now ?? (() => performance.now());
@@ -95,6 +102,7 @@ export class P2CBalancer {
     this.#defaultRttMs = options.defaultRttMs ?? BALANCER_DEFAULTS.defaultRttMs;
     this.#decayMs = options.decayMs ?? BALANCER_DEFAULTS.decayMs;
     this.#penalty = options.failurePenalty ?? BALANCER_DEFAULTS.failurePenalty;
+    this.#tie = options.tieFactor ?? BALANCER_DEFAULTS.tieFactor;
   }
 
   /** Chooses among `candidates` (already filtered for health by the caller). */
@@ -109,8 +117,8 @@ export class P2CBalancer {
     const now = this.#now();
     const ca = this.cost(a.key, now);
     const cb = this.cost(b.key, now);
-    // equal costs (two new endpoints, two idle ones): either, at random
-    if (ca === cb) return this.#random() < 0.5 ? a : b;
+    // costs within the tolerance of each other are a tie (measurement noise): either, at random
+    if (Math.max(ca, cb) <= Math.min(ca, cb) * this.#tie) return this.#random() < 0.5 ? a : b;
     return ca < cb ? a : b;
   }
 
