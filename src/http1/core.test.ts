@@ -87,3 +87,45 @@ async function waitFor(check: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
   assert.ok(check(), 'condition reached');
 }
+
+test('a status line without a reason phrase gets the standard one; a close-delimited response reaches the client close-delimited', async (t) => {
+  const app = createNetServer((s) => {
+    s.on('data', (c: Buffer) => {
+      if (c.toString('latin1').startsWith('GET /close ')) s.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end');
+      else s.write('HTTP/1.1 404\r\ncontent-length: 0\r\n\r\n');
+    });
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  const appPort = (app.address() as AddressInfo).port;
+  const pools = new Http1Pools({ dial: () => connect({ host: '127.0.0.1', port: appPort }) });
+  const server = new Http1Server<undefined>({
+    handler: { request: (req) => void new ForwardOnce(req, pools, { ip: '127.0.0.1', port: appPort, meshed: false }, () => undefined), upgrade: (_req, socket) => socket.destroy() },
+    limits: { headersTimeoutMs: 5000, idleTimeoutMs: 5000 },
+    log: pino({ level: 'silent' }),
+    direction: 'outbound',
+  });
+  const front = createNetServer((s) => void server.accept(s, undefined));
+  await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    server.close();
+    pools.close();
+    front.close();
+    app.close();
+  });
+  const ask = (path: string) =>
+    new Promise<string>((resolve) => {
+      const c = connect((front.address() as AddressInfo).port, '127.0.0.1');
+      let data = '';
+      c.on('data', (d: Buffer) => {
+        data += d.toString('latin1');
+        if (path === '/missing' && data.endsWith('\r\n\r\n')) c.destroy();
+      });
+      c.on('close', () => resolve(data));
+      c.write(`GET ${path} HTTP/1.1\r\nHost: app\r\n\r\n`);
+    });
+  assert.match(await ask('/missing'), /^HTTP\/1\.1 404 Not Found\r\n/);
+  const closed = await ask('/close');
+  assert.match(closed, /^HTTP\/1\.1 200 OK\r\n/);
+  assert.match(closed, /\r\nconnection: close\r\n/);
+  assert.ok(closed.endsWith('\r\n\r\nuntil the end'), closed);
+});

@@ -12,6 +12,7 @@
 //   - `Expect: 100-continue` is answered here, as node:http did; Upgrade requests (WebSocket)
 //     are handed over with the socket and the bytes after their head.
 // Header and idle timeouts are checked by one sweep per server, not a timer per request.
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HeadError} from './head.ts';
 import { parseRequestHead, scanHead, type Headers, type RequestHead } from './head.ts';
@@ -161,7 +162,7 @@ export class ServerRequest<C = unknown> {
 }
 
 /** The reason phrases written when the upstream gave none (or the proxy answers). */
-const STATUS_TEXT: Record<number, string> = { 200: 'OK', 400: 'Bad Request', 403: 'Forbidden', 408: 'Request Timeout', 413: 'Content Too Large', 431: 'Request Header Fields Too Large', 499: 'Client Closed Request', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+const STATUS_TEXT: Partial<Record<number, string>> = { ...STATUS_CODES, 499: 'Client Closed Request' };
 
 export class ServerConnection<C = unknown> {
   readonly socket: Socket;
