@@ -117,17 +117,18 @@ test('SIGTERM under load: requests in flight finish, none is refused before the 
       }
     }
   });
-  await new Promise((r) => setTimeout(r, 500));
+  // SIGTERM once the load is established (counted, not timed: a loaded CI machine is slow)
+  await eventually(() => outcomes.length >= 40, 30_000, '40 requests answered before SIGTERM');
   sigtermAt = Date.now();
   child.kill('SIGTERM');
   await Promise.all(workers);
   agent.destroy();
   const code = await exited;
   assert.equal(code, 0);
-  assert.ok(Date.now() - sigtermAt < 5000 + 1000, 'exited within the drain deadline');
+  assert.ok(Date.now() - sigtermAt < 5000 + 4000, 'exited within the drain deadline (5 s), with room for a loaded machine');
   assert.ok(lines.some((l) => l.msg === 'drained' && l.finished === true), 'every request in flight finished');
   const before = outcomes.filter((o) => o.sentAt < sigtermAt);
-  assert.ok(before.length > 20, `${before.length} requests before SIGTERM`);
+  assert.ok(before.length >= 40, `${before.length} requests before SIGTERM`);
   const failed = before.filter((o) => o.status !== 200);
   assert.deepEqual(failed, [], 'every request sent before SIGTERM succeeded');
 });
