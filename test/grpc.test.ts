@@ -286,6 +286,30 @@ test('bidirectional streaming: 5000 messages each way, answers interleaved with 
   assert.ok(firstAnswerBeforeLastRequest, 'the stream flowed both ways at once (not buffered until the request ended)');
 });
 
+test('a client that cancels a server stream after the first message: both sidecars log the bytes sent and CANCELLED (issue 14, item 7)', async () => {
+  const streams = (s: TestSidecar) => accessLines(s, (l) => l.path === '/tsmesh.test.Echo/ServerStream' && l.authority === 'echo');
+  const seen = { client: streams(client).length, server: streams(server).length };
+  const call = stub.serverStream({ n: 0, text: 'slow' }) as grpc.ClientReadableStream<Msg>;
+  const got: Msg[] = [];
+  const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+  call.on('error', () => undefined);
+  await new Promise<void>((resolve) => call.on('data', (m: Msg) => {
+    got.push(m);
+    if (got.length === 1) {
+      call.cancel();
+      resolve();
+    }
+  }));
+  assert.equal((await status).code, grpc.status.CANCELLED);
+  await eventually(() => streams(client).length > seen.client && streams(server).length > seen.server, 5000, 'both access lines');
+  for (const [side, line] of [['outbound', streams(client)[seen.client]!], ['inbound', streams(server)[seen.server]!]] as const) {
+    assert.equal(line.status, 200, side);
+    assert.equal(line.grpc_status, grpc.status.CANCELLED, `${side}: the status the client saw`);
+    assert.ok((line.bytes_out as number) >= 5 + JSON.stringify(got[0]).length, `${side}: bytes_out counts the message the client got (${line.bytes_out})`);
+    assert.equal(line.error, undefined, `${side}: the client went away; the upstream did not fail`);
+  }
+});
+
 test("grpc-timeout is enforced by the sidecar: DEADLINE_EXCEEDED with x-tsmesh-error, the app's stream cancelled", async () => {
   // a raw HTTP/2 client that sends grpc-timeout but does not enforce it itself, to an app
   // (a plain HTTP/2 server) that never answers and has no deadline of its own

@@ -25,7 +25,7 @@ import { ERROR_HEADER } from '../errors/response.ts';
 import { REPLAY_LIMIT } from '../retry/replay.ts';
 import { classify, peerErrorOf, type Classification } from '../classify/classify.ts';
 import type { H2Session } from '../upstream/h2-pool.ts';
-import { encodeGrpcMessage, grpcStatusOf, GRPC_STATUS_OF_PROXY_ERROR } from './grpc.ts';
+import { encodeGrpcMessage, grpcStatusOf, GrpcStatus, GRPC_STATUS_OF_PROXY_ERROR } from './grpc.ts';
 import { responseHeaders } from './headers.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants;
@@ -50,6 +50,8 @@ export class ProxiedStream {
   grpcStatus: number | undefined;
   /** Request body bytes sent to the current try. */
   bytesIn = 0;
+  /** Response body bytes passed on to the client. */
+  bytesOut = 0;
 
   // the request body: what was received (while it fits the replay limit) and where it goes now
   #held: Buffer[] | null = [];
@@ -176,7 +178,9 @@ export class ProxiedStream {
         // (stream.endAfterHeaders is not set yet when 'response' is emitted)
         handlers.onResponse({ headers: head, stream, endStream: (flags & NGHTTP2_FLAG_END_STREAM) !== 0 });
       });
-      stream.once('wantTrailers', () => stream.sendTrailers(this.#requestTrailers ? outgoingTrailers(this.#requestTrailers) : {}));
+      stream.once('wantTrailers', () => {
+        if (!sendOn(() => stream.sendTrailers(this.#requestTrailers ? outgoingTrailers(this.#requestTrailers) : {}))) stream.close(NGHTTP2_INTERNAL_ERROR);
+      });
       stream.on('error', failed);
       stream.once('close', () => failed(undefined));
       this.#failTry = (err) => {
@@ -216,13 +220,12 @@ export class ProxiedStream {
     const up = response.stream;
     this.#upstream = up;
     this.#held = null; // the response has started: no retry can need the request's bytes again
-    let bytes = 0;
     let trailers: IncomingHttpHeaders | undefined;
     let finished = false;
     const finish = (cut: boolean) => {
       if (finished) return;
       finished = true;
-      done({ bytes, cut });
+      done({ bytes: this.bytesOut, cut });
     };
     if (this.grpc) this.grpcStatus = grpcStatusOf(response.headers);
     if (client.closed || client.destroyed) {
@@ -233,21 +236,25 @@ export class ProxiedStream {
       if (!up.closed) up.close(NGHTTP2_CANCEL); // the client reset its stream, or went away
       finish(!this.#completed || client.rstCode !== NGHTTP2_NO_ERROR);
     });
+    up.on('data', (chunk: Buffer) => (this.bytesOut += chunk.length));
+    // an upstream head that node:http2 will not send on (e.g. a status it refuses) cuts the response
+    if (!sendOn(() => client.respond(responseHeaders(response.headers), response.endStream ? { endStream: true } : { waitForTrailers: true }))) {
+      if (!up.closed) up.close(NGHTTP2_CANCEL);
+      if (!client.closed) client.close(NGHTTP2_INTERNAL_ERROR);
+      return finish(true);
+    }
     if (response.endStream) {
       this.#completed = true;
-      client.respond(responseHeaders(response.headers), { endStream: true });
       return;
     }
-    client.respond(responseHeaders(response.headers), { waitForTrailers: true });
     up.on('trailers', (t: IncomingHttpHeaders) => {
       trailers = t;
       if (this.grpc) this.grpcStatus = grpcStatusOf(t) ?? this.grpcStatus;
     });
     client.once('wantTrailers', () => {
       this.#completed = true;
-      client.sendTrailers(this.#errorTrailers ?? (trailers ? outgoingTrailers(trailers) : {}));
+      if (!sendOn(() => client.sendTrailers(this.#errorTrailers ?? (trailers ? outgoingTrailers(trailers) : {})))) client.close(NGHTTP2_INTERNAL_ERROR);
     });
-    up.on('data', (chunk: Buffer) => (bytes += chunk.length));
     up.once('close', () => {
       if (up.readableEnded && up.rstCode === NGHTTP2_NO_ERROR) return;
       if (this.#errorTrailers) return; // the proxy is ending the response itself
@@ -295,16 +302,36 @@ export class ProxiedStream {
     return undefined;
   }
 
-  /** Runs `listener` once if the client's stream closes before its response was sent. */
+  /**
+   * Runs `listener` once if the client's stream closes before its response was sent. A gRPC
+   * client that cancelled (RST_STREAM CANCEL) saw CANCELLED, and that is the call's status.
+   */
   onClientGone(listener: () => void): void {
     this.client.once('close', () => {
-      if (!this.#completed || this.client.rstCode !== NGHTTP2_NO_ERROR) listener();
+      if (this.#completed && this.client.rstCode === NGHTTP2_NO_ERROR) return;
+      if (this.grpc && !this.#completed && this.client.rstCode === NGHTTP2_CANCEL) this.grpcStatus = GrpcStatus.CANCELLED;
+      listener();
     });
   }
 }
 
 export function statusOf(response: H2Response): number {
   return Number(response.headers[':status'] ?? 0);
+}
+
+/**
+ * Sends a header block that came from a peer (a response head, trailers) on to the other side.
+ * node:http2 checks what it sends and throws on what it refuses (e.g. a 1xx or 101 status as
+ * a final head, a connection-specific field); such a block is the peer's fault and must end
+ * this stream, not reach the event loop as an exception. Returns whether it was sent.
+ */
+function sendOn(send: () => void): boolean {
+  try {
+    send();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function outgoingTrailers(trailers: IncomingHttpHeaders): OutgoingHttpHeaders {

@@ -19,30 +19,51 @@ export interface H2Listener<C> {
   readonly sessions: number;
 }
 
-export function createH2Listener<C>(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, context: C) => void, log: Logger): H2Listener<C> {
+export interface H2ListenerOptions {
+  /** A session with no frame either way for this long is closed (TSMESH_IDLE_TIMEOUT). */
+  readonly idleTimeoutMs: number;
+}
+
+export function createH2Listener<C>(onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, context: C) => void, log: Logger, options: H2ListenerOptions): H2Listener<C> {
   // maxSessionMemory: a proxy's sessions carry many callers' streams (the default is 10 MB)
   const server = createServer({ maxSessionMemory: 64 });
-  const contexts = new WeakMap<ServerHttp2Session, C>();
   const sessions = new Set<ServerHttp2Session>();
-  let accepting: C | undefined;
+  let accepting: { context: C } | undefined;
 
-  // emitted synchronously inside server.emit('connection'), where `accepting` is the context
+  // Emitted synchronously inside server.emit('connection') (accept below), where `accepting`
+  // holds the connection's context: it is bound to the session's own 'stream' listener here,
+  // so a stream always reaches the pipeline with it, even one whose session a later frame of
+  // the same packet has already destroyed (its 'stream' event comes a tick after the frames).
   server.on('session', (session: ServerHttp2Session) => {
-    contexts.set(session, accepting as C);
+    if (!accepting) return void session.destroy(); // not a connection handed over by accept()
+    const { context } = accepting;
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     session.on('error', (err: NodeJS.ErrnoException) => log.debug({ code: err.code, err: err.message }, 'HTTP/2 session error'));
-  });
-  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-    stream.on('error', () => undefined); // a reset stream; its 'close' tells the pipeline
-    onStream(stream, headers, contexts.get(stream.session as ServerHttp2Session)!);
+    let open = 0;
+    session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      stream.on('error', () => undefined); // a reset stream; its 'close' tells the pipeline
+      // reset (or its session gone) before the pipeline saw it: nothing to forward, nothing to count
+      if (stream.destroyed || stream.closed) return void log.debug({ path: headers[':path'] }, 'HTTP/2 stream closed before it could be proxied');
+      open++;
+      stream.once('close', () => open--);
+      onStream(stream, headers, context);
+    });
+    // Idle (no frame either way): without streams it is closed, as an idle HTTP/1.1 keep-alive
+    // connection is. One already closing (GOAWAY sent or received) is destroyed with what is left
+    // on it: a protocol error during a graceful close ends nghttp2's session, after which Node
+    // reads the socket no more and would never see the client go (its streams would stay open).
+    session.setTimeout(options.idleTimeoutMs, () => {
+      if (session.closed) session.destroy();
+      else if (open === 0) session.close();
+    });
   });
   server.on('sessionError', () => undefined);
 
   return {
     server,
     accept(socket, context) {
-      accepting = context;
+      accepting = { context };
       try {
         server.emit('connection', socket);
       } finally {

@@ -45,6 +45,9 @@ export function h2Transport(proxied: ProxiedStream, options: H2TransportOptions)
     get bytesIn() {
       return proxied.bytesIn;
     },
+    get bytesOut() {
+      return proxied.bytesOut;
+    },
   };
 }
 
@@ -80,10 +83,12 @@ export function forwardStreamOnce(proxied: ProxiedStream, headers: OutgoingHttpH
       finish();
     },
   });
+  // the client went away: a response under way is recorded with the bytes the client was sent
   proxied.onClientGone(() => {
     if (finished) return;
     attempt.cancel();
     if (!proxied.responded) result.status = 499;
+    result.bytesOut = proxied.bytesOut;
     finish();
   });
 }

@@ -64,6 +64,8 @@ export class Http1Transport implements Transport<UpstreamAttempt>, BodySink, Res
   #held = 0;
   #resolve: (() => void) | undefined;
   #respondDone: ((result: { bytes: number; cut: boolean }) => void) | undefined;
+  /** The attempt whose response is being sent to the client. */
+  #responding: UpstreamAttempt | undefined;
   #gone: (() => void) | undefined;
 
   constructor(req: ServerRequest, pools: Http1Pools, destinationOf: (ep: Endpoint) => Destination) {
@@ -145,6 +147,7 @@ export class Http1Transport implements Transport<UpstreamAttempt>, BodySink, Res
 
   respond(response: UpstreamAttempt, done: (result: { bytes: number; cut: boolean }) => void): void {
     this.#respondDone = done;
+    this.#responding = response;
     response.respond(this);
   }
 
@@ -171,6 +174,10 @@ export class Http1Transport implements Transport<UpstreamAttempt>, BodySink, Res
 
   get bytesIn(): number {
     return this.#req.bodyBytes;
+  }
+
+  get bytesOut(): number {
+    return this.#responding?.responseBytes ?? 0;
   }
 }
 
@@ -221,6 +228,7 @@ export class ForwardOnce implements UpstreamHandlers, ResponseListener {
     if (this.#finished) return;
     this.#attempt?.cancel();
     if (!this.#req.headersSent) this.result.status = 499;
+    this.result.bytesOut = this.#attempt?.responseBytes ?? 0; // what the client was sent before it went
     this.#finish();
   }
 

@@ -283,7 +283,7 @@ export function createInbound(deps: InboundDeps): Inbound {
     }
     span.inject(forward);
     forwardStreamOnce(proxied, forward, deps.h2.sessionFor({ ip: podIP, port: caller.port, meshed: false }), done);
-  }, log);
+  }, log, { idleTimeoutMs: deps.limits.idleTimeoutMs });
 
   const http = (socket: Socket, caller: Caller) => void server.accept(socket, caller);
 

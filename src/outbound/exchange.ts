@@ -97,6 +97,8 @@ export interface Transport<R> {
   onClientGone(listener: () => void): void;
   /** Request body bytes sent upstream by the last try. */
   readonly bytesIn: number;
+  /** Response body bytes sent to the client so far. */
+  readonly bytesOut: number;
 }
 
 /**
@@ -173,12 +175,14 @@ export function runExchange<R>(deps: ExchangeDeps, transport: Transport<R>, dest
           fail(err);
         }, headMs);
 
-  // The client went away: cancel the upstream request, stop retrying.
+  // The client went away: cancel the upstream request, stop retrying. A response under way is
+  // recorded with the bytes the client was sent (its own end may come later, or never).
   transport.onClientGone(() => {
     if (finished) return;
     endCurrent?.(undefined); // not the endpoint's doing
     current?.cancel();
     if (!transport.responded) result.status = 499;
+    result.bytesOut = transport.bytesOut;
     finish();
   });
 

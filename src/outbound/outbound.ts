@@ -271,7 +271,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
       });
       runExchange(deps.exchange, transport, dest, span, finish(line, start, routed, span, grpcStatus), deadlines);
     }, refuse);
-  }, log);
+  }, log, { idleTimeoutMs: deps.limits.idleTimeoutMs });
 
   // One HTTP/1.1 request (src/http1/): the pipeline above, over the raw-socket core.
   const request = (req: ServerRequest<ConnectionTarget | undefined>) => {
