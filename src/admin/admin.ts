@@ -1,7 +1,14 @@
 // The admin server (15020): health, effective config, metrics, and drain-and-exit.
-import { createServer, type Server } from 'node:http';
+// Who may call what: the kubelet (health, app probes) and Prometheus (metrics) call from
+// outside the pod, so those few reads answer anyone; everything else changes the sidecar
+// (quitquitquit) or reveals its state (config, debug) and answers only the pod's own
+// containers, that is callers on loopback (as Istio takes its admin operations only from
+// localhost): 403 with x-tsmesh-error forbidden for anyone else.
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Registry as Metrics } from 'prom-client';
 import { probeApp, type AppProbe } from './app-probes.ts';
+import { ProxyError } from '../errors/errors.ts';
+import { sendProxyError } from '../errors/response.ts';
 
 export interface AdminDeps {
   ready(): { ok: boolean; reasons: string[] };
@@ -23,6 +30,9 @@ export function createAdmin(deps: AdminDeps): Server {
       res.end(text);
     };
     try {
+      if (!isPublic(req.method, path) && !isLoopback(req.socket.remoteAddress)) {
+        return sendProxyError(res, new ProxyError('FORBIDDEN', `${req.method} ${path} on the admin port is only for the pod's own containers (loopback)`));
+      }
       if (req.method === 'GET' && path === '/healthz/ready') {
         const r = deps.ready();
         return json(r.ok ? 200 : 503, { ready: r.ok, reasons: r.reasons });
@@ -55,4 +65,17 @@ export function createAdmin(deps: AdminDeps): Server {
   });
   server.keepAliveTimeout = 5000;
   return server;
+}
+
+/** What the kubelet and Prometheus read from outside the pod. */
+function isPublic(method: IncomingMessage['method'], path: string | undefined): boolean {
+  if (method !== 'GET') return false;
+  return path === '/healthz/ready' || path === '/livez' || path === '/metrics' || (path?.startsWith('/app-health/') ?? false);
+}
+
+/** 127.0.0.0/8 and ::1 (also as IPv4-mapped): a process of this pod, or of this machine in local mode. */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
 }

@@ -8,7 +8,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer as createH2Server, connect as h2connect } from 'node:http2';
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { classify, detectProtocol, H2_PREFACE, type Detection } from './detect.ts';
+import { classify, detectProtocol, likelyProtocol, H2_PREFACE, type Detection } from './detect.ts';
 import { x509, generateP256, privateKeyToPem } from '../identity/x509.ts';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
@@ -34,11 +34,26 @@ void test('classify: verdicts on complete and partial heads', () => {
     ['SSH-2.0-OpenSSH_9.6\r\n', 'opaque'],
     ['A'.repeat(30), 'opaque'], // a "method" longer than any real one
     ['', 'more'],
+    // empty lines before a request line: an HTTP parser skips them, so this is HTTP (issue 14)
+    ['\r\nGET / HTTP/1.1\r\n', 'http1'],
+    ['\n\n\nPOST ', 'http1'],
+    ['\r\n', 'more'],
+    ['\r\nGE', 'more'],
+    [Buffer.from([0x0d, 0x01, 0x00, 0x00]), 'opaque'], // a binary length that starts with 13
+    ['\r\n'.repeat(40) + 'GET', 'http1'], // more empty lines than any other protocol sends
   ];
   for (const [head, want] of cases) {
     const buf = typeof head === 'string' ? b(head) : head;
     assert.equal(classify(buf), want, `classify(${JSON.stringify(buf.toString('latin1'))})`);
   }
+});
+
+void test('likelyProtocol: what an undecided head is on its way to be', () => {
+  assert.equal(likelyProtocol(b('GE')), 'http1');
+  assert.equal(likelyProtocol(b('\r\nGE')), 'http1');
+  assert.equal(likelyProtocol(b('PRI')), 'http1'); // a method, as far as anyone can tell
+  assert.equal(likelyProtocol(H2_PREFACE.subarray(0, 10)), 'h2');
+  assert.equal(likelyProtocol(Buffer.from([0x16])), 'tls');
 });
 
 // A front server that detects, then hands the socket to `handoff`.
@@ -236,4 +251,55 @@ void test('a busy event loop does not turn a talking client into opaque TCP: byt
     }),
   );
   assert.equal((await detection).protocol, 'http1');
+});
+
+/** Runs `detect` on the server side of a loopback connection once `bytes` sit unread in its receive buffer. */
+async function detectWithBytesWaiting(bytes: Buffer | string, detect: (socket: Socket) => Promise<Detection>): Promise<Detection> {
+  // pauseOnConnect: the accepted socket reads nothing until detection starts
+  const server = createNetServer({ pauseOnConnect: true });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+    const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    client.on('error', () => undefined);
+    // the write callback: the bytes are in the kernel, on loopback in the peer's receive buffer
+    await new Promise<void>((resolve) => client.once('connect', () => client.write(bytes, () => resolve())));
+    const socket = await accepted;
+    try {
+      return await detect(socket);
+    } finally {
+      socket.destroy();
+      client.destroy();
+    }
+  } finally {
+    server.close();
+  }
+}
+
+/** Blocks the event loop for `ms`, as a burst of work (a thousand connections at once) does. */
+function busy(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    /* the loop is busy */
+  }
+}
+
+void test('a busy event loop never makes HTTP opaque: bytes that arrived before the timeout decide (issue 14)', async () => {
+  const request = 'GET / HTTP/1.1\r\nHost: x\r\nx-forwarded-client-cert: forged\r\n\r\n';
+  // the loop is busy for longer than the timeout right after detection starts
+  const d = await detectWithBytesWaiting(request, (socket) => {
+    const detection = detectProtocol(socket, { timeoutMs: 20 });
+    busy(200);
+    return detection;
+  });
+  assert.equal(d.protocol, 'http1');
+  // and the timeout counts from accept: a connection the loop got to late is still read first
+  const late = await detectWithBytesWaiting(H2_PREFACE, (socket) => detectProtocol(socket, { timeoutMs: 20, acceptedAt: performance.now() - 1000 }));
+  assert.equal(late.protocol, 'h2');
+});
+
+void test('a client that sends part of a request line and stops is not opaque: it goes to the HTTP server, whose limits apply', async () => {
+  const d = await detectWithBytesWaiting('GE', (socket) => detectProtocol(socket, { timeoutMs: 20 }));
+  assert.equal(d.protocol, 'http1');
+  assert.equal(d.head.toString(), 'GE');
 });

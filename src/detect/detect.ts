@@ -14,11 +14,14 @@ export interface Detection {
 
 export interface DetectOptions {
   /**
-   * How long to wait for the client's first bytes. A server-first protocol (SMTP, MySQL, ...)
-   * has the client send nothing until the server speaks: after this it is opaque, with an
-   * empty head. Default 5000 ms.
+   * How long a client may stay silent. A server-first protocol (SMTP, MySQL, ...) has the client
+   * send nothing until the server speaks: after this it is opaque, with an empty head. Only
+   * silence counts: bytes that arrived by then (even while the event loop was busy elsewhere)
+   * are read and decide. Default 5000 ms.
    */
   readonly timeoutMs?: number;
+  /** performance.now() when the socket was accepted: the timeout runs from there. Default: now. */
+  readonly acceptedAt?: number;
 }
 
 /** HTTP/2 connection preface (RFC 9113 3.4). */
@@ -31,9 +34,16 @@ for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 
 type Verdict = Protocol | 'more';
 
+/** Empty lines an HTTP/1 parser skips before a request line (RFC 9112 2.2; llhttp takes any number). */
+const CR = 0x0d;
+const LF = 0x0a;
+/** More leading CR/LF than this is no other protocol's opening: the HTTP server may judge it. */
+const MAX_EMPTY_LINES = 64;
+
 /**
  * Classifies the first bytes. 'more' means they are a prefix of something recognisable and
- * a decision needs more bytes (at most H2_PREFACE.length or MAX_METHOD + 1 of them).
+ * a decision needs more bytes (at most H2_PREFACE.length or MAX_METHOD + 1 of them, after any
+ * leading empty lines).
  */
 export function classify(head: Buffer): Verdict {
   if (head.length === 0) return 'more';
@@ -46,13 +56,31 @@ export function classify(head: Buffer): Verdict {
   // so this comes before HTTP/1)
   const n = Math.min(head.length, H2_PREFACE.length);
   if (head.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return head.length >= H2_PREFACE.length ? 'h2' : 'more';
-  // HTTP/1.x: a method token followed by a space
-  for (let i = 0; i < head.length; i++) {
+  // HTTP/1.x: a method token followed by a space, after any empty lines: an app's HTTP parser
+  // skips them, so bytes that open with them and then a request line are HTTP (were they piped
+  // as opaque TCP, the request would reach the app unseen, with whatever headers it carries)
+  let start = 0;
+  while (start < head.length && (head[start] === CR || head[start] === LF)) start++;
+  if (start > MAX_EMPTY_LINES) return 'http1';
+  for (let i = start; i < head.length; i++) {
     const c = head[i]!;
-    if (c === 0x20) return i > 0 ? 'http1' : 'opaque';
-    if (!TCHAR[c] || i >= MAX_METHOD) return 'opaque';
+    if (c === 0x20) return i > start ? 'http1' : 'opaque';
+    if (!TCHAR[c] || i - start >= MAX_METHOD) return 'opaque';
   }
   return 'more';
+}
+
+/**
+ * What an undecided head ('more') is on its way to being, for a client that stopped sending
+ * before a decision: the HTTP/2 preface past its "PRI" (the method), a TLS record, or else (a
+ * method token, maybe after empty lines) HTTP/1. The server it is handed to judges the rest
+ * with its own limits (headersTimeout, the preface, the handshake); it is never opaque, which
+ * would let it past every HTTP check.
+ */
+export function likelyProtocol(head: Buffer): Protocol {
+  if (head[0] === 0x16) return 'tls';
+  if (head.length > 3 && H2_PREFACE.subarray(0, head.length).equals(head)) return 'h2';
+  return 'http1';
 }
 
 /**
@@ -93,9 +121,11 @@ export function detectProtocol(socket: Socket, options: DetectOptions = {}): Pro
       if ((socket as unknown as { _readableState?: { ended?: boolean } })._readableState?.ended) finish('opaque');
     };
     const onEnd = () => finish('opaque');
-    // A loop blocked past the timeout runs timers before it polls the sockets: bytes that
-    // arrived meanwhile are read first (setImmediate runs after the poll), then the timeout holds.
-    const timer = setTimeout(() => setImmediate(() => finish('opaque')), timeoutMs);
+    // At the timeout, a busy event loop may not have read what arrived yet: I/O is polled before
+    // immediates run, so by then any bytes waiting in the kernel have been read (and decided on).
+    // Nothing at all: a server-first protocol, opaque. Bytes that did not decide: their likely protocol.
+    const onTimeout = () => setImmediate(() => finish(length === 0 ? 'opaque' : likelyProtocol(Buffer.concat(chunks, length))));
+    const timer = setTimeout(onTimeout, Math.max(0, (options.acceptedAt ?? performance.now()) + timeoutMs - performance.now()));
     socket.on('readable', onReadable);
     socket.once('end', onEnd);
     socket.once('error', onEnd);

@@ -304,6 +304,7 @@ export function createInbound(deps: InboundDeps): Inbound {
     server,
     h2,
     handleConnection(socket) {
+      const acceptedAt = performance.now(); // detection's silence is counted from here
       socket.setNoDelay(true);
       socket.on('error', () => socket.destroy());
       const redirected = deps.originalPort(socket);
@@ -312,11 +313,11 @@ export function createInbound(deps: InboundDeps): Inbound {
         if (mode() === 'strict') return refuse(socket, 'TSMESH_MTLS_REQUIRED', `plaintext to port ${redirected} from a caller without a sidecar (mTLS is strict)`);
         const caller = { peer: null, port: redirected };
         if (config.pod['opaque-ports'].includes(redirected)) return opaque(socket, caller);
-        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => (protocol === 'http1' ? http(socket, caller) : protocol === 'h2' ? h2.accept(socket, caller) : opaque(socket, caller)));
+        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs, acceptedAt }).then(({ protocol }) => (protocol === 'http1' ? http(socket, caller) : protocol === 'h2' ? h2.accept(socket, caller) : opaque(socket, caller)));
         return;
       }
       // a peer sidecar: mTLS, or plaintext where the mode allows it
-      void detectProtocol(socket, { timeoutMs: deps.preambleTimeoutMs }).then(({ protocol }) => {
+      void detectProtocol(socket, { timeoutMs: deps.preambleTimeoutMs, acceptedAt }).then(({ protocol }) => {
         if (protocol === 'tls') {
           const tls = deps.tls();
           if (!tls) return refuse(socket, 'TSMESH_NO_CERTIFICATE', 'this sidecar has no certificate yet');

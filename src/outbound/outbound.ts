@@ -324,17 +324,18 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     server,
     h2,
     handleConnection(socket) {
+      const acceptedAt = performance.now(); // detection's silence is counted from here
       socket.on('error', () => socket.destroy());
       const orig = deps.originalDestination(socket);
       if (!orig) {
         // explicit mode: each request names the service (Host, :authority, absolute-form URL)
-        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => (protocol === 'h2' ? h2.accept(socket, undefined) : http1(socket, undefined)));
+        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs, acceptedAt }).then(({ protocol }) => (protocol === 'h2' ? h2.accept(socket, undefined) : http1(socket, undefined)));
         return;
       }
       const proceed = (found: AddressMatch | undefined) => {
         const dest = destinationOf(orig, found);
         if (dest.kind === 'passthrough' || isOpaque(dest, orig.port)) return tcp(socket, dest);
-        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => {
+        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs, acceptedAt }).then(({ protocol }) => {
           if (protocol === 'http1') return http1(socket, dest);
           if (protocol === 'h2') return h2.accept(socket, dest);
           return tcp(socket, dest);
