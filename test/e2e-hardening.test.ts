@@ -2,7 +2,8 @@
 // sidecar its own process as UID 1337, mTLS between them): a hostile caller cannot crash a
 // sidecar with one packet, pass a forged x-forwarded-client-cert to an app, or use another
 // pod's admin port. pod-a is the target (mtls permissive, so a caller without a sidecar reaches
-// its app port in plaintext), pod-b a meshed client, pod-c a pod without a sidecar. Needs root.
+// its app port in plaintext), pod-b a meshed client, pod-c a pod without a sidecar, pod-d a
+// meshed client that marks port 80 opaque on itself. Needs root.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -28,6 +29,8 @@ before(async () => {
       { name: 'pod-a', labels: { app: 'web-app' }, serviceAccount: 'pod-a', sidecar: true, annotations: { 'tsmesh.io/mtls': 'permissive' } },
       { name: 'pod-b', labels: { app: 'client' }, serviceAccount: 'pod-b', sidecar: true },
       { name: 'pod-c', labels: { app: 'outsider' } },
+      // a meshed caller that declares the service's port opaque on itself: its sidecar sends TCP
+      { name: 'pod-d', labels: { app: 'opaque-client' }, serviceAccount: 'pod-d', sidecar: true, annotations: { 'tsmesh.io/opaque-ports': '80' } },
     ],
     services: [
       { name: 'pod-service', ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web-app' } },
@@ -94,6 +97,10 @@ test('a forged x-forwarded-client-cert never reaches the app, whatever the path 
   assert.equal(meshed.body, 'xfcc=By=spiffe://cluster.local/ns/default/sa/pod-a;URI=spiffe://cluster.local/ns/default/sa/pod-b');
   const meshedH2 = await cluster.curl('pod-b', 'http://h2-service:81/', { args: ['--http2-prior-knowledge', ...forged] });
   assert.equal(meshedH2.body, 'xfcc=By=spiffe://cluster.local/ns/default/sa/pod-a;URI=spiffe://cluster.local/ns/default/sa/pod-b');
+  // a caller whose own sidecar sends the request as opaque TCP: pod-a, which never said port
+  // 8080 is opaque, looks at the bytes itself and sees an HTTP request
+  const opaqueCaller = await cluster.curl('pod-d', 'http://pod-service/', { args: forged });
+  assert.equal(opaqueCaller.body, 'xfcc=By=spiffe://cluster.local/ns/default/sa/pod-a;URI=spiffe://cluster.local/ns/default/sa/pod-d');
   // a caller without a sidecar (permissive): no identity, so no header at all
   assert.equal((await cluster.curl('pod-c', `http://${a}:8080/`, { args: forged })).body, 'xfcc=none');
   assert.equal((await cluster.curl('pod-c', `http://${a}:8081/`, { args: ['--http2-prior-knowledge', ...forged] })).body, 'xfcc=none');

@@ -134,3 +134,14 @@ export function readAnnotations<S extends Record<string, Spec<unknown>>>(
 export function formatProblem(p: AnnotationProblem): string {
   return `annotation ${p.key}="${p.value}" ignored: ${p.reason}`;
 }
+
+/** A Service may mark its own ports opaque with the same annotation pods use. */
+export function serviceOpaquePorts(service: { readonly annotations: Readonly<Record<string, string>> }): number[] {
+  const raw = service.annotations['tsmesh.io/opaque-ports'];
+  if (raw === undefined) return [];
+  try {
+    return podAnnotations['opaque-ports'].parse(raw);
+  } catch {
+    return [];
+  }
+}

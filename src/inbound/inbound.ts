@@ -18,7 +18,7 @@ import type { IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import { readPreamble } from '../mesh/preamble.ts';
-import { detectProtocol } from '../detect/detect.ts';
+import { detectProtocol, type Protocol } from '../detect/detect.ts';
 import { setForwarded } from '../http/headers.ts';
 import { pipeSockets } from '../tcp/pipe.ts';
 import { logHttp, logTcp, type RequestLine } from '../log/access.ts';
@@ -39,7 +39,7 @@ import { endWithProxyError } from '../errors/response.ts';
 import { compileAllowList, handOver, xfccValue, XFCC_HEADER, type AllowList } from '../mtls/index.ts';
 import type { ConnectionPools } from '../upstream/pool.ts';
 import type { LiveConfig } from '../config/live.ts';
-import type { MtlsMode } from '../config/annotations.ts';
+import { serviceOpaquePorts, type MtlsMode } from '../config/annotations.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
 import type { Limits } from '../config/settings.ts';
@@ -113,19 +113,27 @@ export function createInbound(deps: InboundDeps): Inbound {
   // Metrics peers: the caller from the registry (by its pod IP), this pod as the destination,
   // and the service that selects this pod on the port (cached per registry version).
   let servicesVersion = -1;
-  const serviceOnPort = new Map<number, string | undefined>();
-  const serviceOf = (port: number): string | undefined => {
+  const portInfo = new Map<number, { service: string | undefined; opaque: boolean }>();
+  const onPort = (port: number) => {
     const view = deps.registry.view;
     if (view.version !== servicesVersion) {
       servicesVersion = view.version;
-      serviceOnPort.clear();
+      portInfo.clear();
     }
-    if (!serviceOnPort.has(port)) {
-      const svc = view.services.find((s) => s.namespace === deps.self.namespace && s.ports.some((p) => p.targetPort === port) && Object.keys(s.selector).length > 0 && Object.entries(s.selector).every(([k, v]) => deps.self.labels[k] === v));
-      serviceOnPort.set(port, svc ? `${svc.name}.${svc.namespace}` : undefined);
+    let info = portInfo.get(port);
+    if (!info) {
+      const selecting = view.services.filter((s) => s.namespace === deps.self.namespace && s.ports.some((p) => p.targetPort === port) && Object.keys(s.selector).length > 0 && Object.entries(s.selector).every(([k, v]) => deps.self.labels[k] === v));
+      const svc = selecting[0];
+      // a Service that selects this pod may mark the port opaque (by its service port), as for its callers
+      const opaque = selecting.some((s) => s.ports.some((p) => p.targetPort === port && serviceOpaquePorts(s).includes(p.port)));
+      portInfo.set(port, (info = { service: svc ? `${svc.name}.${svc.namespace}` : undefined, opaque }));
     }
-    return serviceOnPort.get(port);
+    return info;
   };
+  const serviceOf = (port: number): string | undefined => onPort(port).service;
+  /** The port is plain TCP by this pod's own declaration (its opaque-ports, or a Service's that selects it). */
+  const declaredOpaque = (port: number): boolean => config.pod['opaque-ports'].includes(port) || onPort(port).opaque;
+
   const peersOf = (remote: string | undefined, caller: Caller) => {
     const pod = remote ? deps.registry.view.podByIP(remote.startsWith('::ffff:') ? remote.slice(7) : remote) : undefined;
     return {
@@ -287,6 +295,8 @@ export function createInbound(deps: InboundDeps): Inbound {
 
   const http = (socket: Socket, caller: Caller) => void server.accept(socket, caller);
 
+  const detected = (socket: Socket, caller: Caller, protocol: Protocol) => (protocol === 'http1' ? http(socket, caller) : protocol === 'h2' ? h2.accept(socket, caller) : opaque(socket, caller));
+
   /** After the caller is known: the preamble (from a peer sidecar) names the port and protocol. */
   const fromPeer = (socket: Socket, peer: string | null) => {
     readPreamble(socket, deps.preambleTimeoutMs).then((r) => {
@@ -295,7 +305,11 @@ export function createInbound(deps: InboundDeps): Inbound {
       // with mTLS the ALPN said the same as the preamble: HTTP/2 is "h2", the rest "tsmesh/1"
       const alpn = (socket as TLSSocket).alpnProtocol;
       if (typeof alpn === 'string' && (alpn === 'h2') !== (r.protocol === 'h2')) return refuse(socket, 'TSMESH_INBOUND_PROTOCOL_MISMATCH', `the preamble says ${r.protocol} but TLS negotiated ALPN "${alpn}"`, peer);
-      if (r.protocol === 'tcp' || config.pod['opaque-ports'].includes(r.port)) return opaque(socket, caller);
+      if (declaredOpaque(r.port)) return opaque(socket, caller);
+      // The caller's side took these bytes for TCP, but this pod has not declared the port
+      // opaque: they are looked at again here, so an HTTP request is one (authorization,
+      // x-forwarded-client-cert) whatever the caller's side decided or was configured to do.
+      if (r.protocol === 'tcp') return void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs }).then(({ protocol }) => detected(socket, caller, protocol));
       return r.protocol === 'h2' ? h2.accept(socket, caller) : http(socket, caller);
     }, () => socket.destroy());
   };
@@ -312,8 +326,8 @@ export function createInbound(deps: InboundDeps): Inbound {
         // a caller without a sidecar, redirected here by iptables
         if (mode() === 'strict') return refuse(socket, 'TSMESH_MTLS_REQUIRED', `plaintext to port ${redirected} from a caller without a sidecar (mTLS is strict)`);
         const caller = { peer: null, port: redirected };
-        if (config.pod['opaque-ports'].includes(redirected)) return opaque(socket, caller);
-        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs, acceptedAt }).then(({ protocol }) => (protocol === 'http1' ? http(socket, caller) : protocol === 'h2' ? h2.accept(socket, caller) : opaque(socket, caller)));
+        if (declaredOpaque(redirected)) return opaque(socket, caller);
+        void detectProtocol(socket, { timeoutMs: deps.detectTimeoutMs, acceptedAt }).then(({ protocol }) => detected(socket, caller, protocol));
         return;
       }
       // a peer sidecar: mTLS, or plaintext where the mode allows it

@@ -20,11 +20,11 @@ import type { Socket } from 'node:net';
 import { detectProtocol } from '../detect/detect.ts';
 import { pipeSockets } from '../tcp/pipe.ts';
 import { logTcp, type RequestLine } from '../log/access.ts';
-import { podAnnotations } from '../config/annotations.ts';
+import { serviceOpaquePorts } from '../config/annotations.ts';
 import type { OriginalDestination } from '../origdst/origdst.ts';
 import { endpointDestination, type Dialer, type Destination } from '../upstream/dial.ts';
 import type { LiveConfig } from '../config/live.ts';
-import type { Pod, Service } from '../registry/model.ts';
+import type { Pod } from '../registry/model.ts';
 import { ProxyError } from '../errors/errors.ts';
 import { endWithProxyError } from '../errors/response.ts';
 import { logHttp } from '../log/access.ts';
@@ -377,16 +377,6 @@ function podEndpoint(pod: Pod, port: number): Endpoint {
   return { key: `${pod.ip}:${port}`, ip: pod.ip, port, pod };
 }
 
-/** A Service may mark its own ports opaque with the same annotation pods use. */
-function serviceOpaquePorts(service: Service): number[] {
-  const raw = service.annotations['tsmesh.io/opaque-ports'];
-  if (raw === undefined) return [];
-  try {
-    return podAnnotations['opaque-ports'].parse(raw);
-  } catch {
-    return [];
-  }
-}
 
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
