@@ -106,7 +106,7 @@ test('a forged x-forwarded-client-cert never reaches the app, whatever the path 
   assert.equal((await cluster.curl('pod-c', `http://${a}:8081/`, { args: ['--http2-prior-knowledge', ...forged] })).body, 'xfcc=none');
   // empty lines before the request line: the app's parser skips them, so the sidecar must read
   // it as HTTP too (it was piped as opaque TCP, header and all)
-  const crlf = await raw('pod-c', a, 8080, '\r\n\r\nGET /crlf HTTP/1.1\r\nHost: pod-a\r\nx-forwarded-client-cert: forged\r\nConnection: close\r\n\r\n');
+  const crlf = await raw('pod-c', a, 8080, '\r\n\r\nGET /crlf HTTP/1.1\r\nHost: pod-a\r\nX-Forwarded-Client-Cert: forged\r\nConnection: close\r\n\r\n');
   assert.match(crlf, /^HTTP\/1\.1 200/);
   assert.match(crlf, /xfcc=none$/);
   // a request line sent in two pieces, the second after the detection timeout (100 ms)

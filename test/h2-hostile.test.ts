@@ -3,7 +3,8 @@
 // looked its connection's context up after the session was gone). Raw frames, real sockets:
 // pod-b's outbound front, pod-a's inbound front with the mesh preamble in plaintext, and the same
 // with mTLS (a meshed caller's certificate, ALPN h2). The sidecar must stay up and keep answering,
-// and nothing may stay counted in flight.
+// and nothing may stay counted in flight. Also the HTTP/1.1 input `npm run fuzz` found of the
+// same kind: a request whose chunked body is refused while its forward is being started.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -70,6 +71,19 @@ for (const mtls of [false, true]) {
     }
   });
   after(() => pair.close());
+
+  test(`${mode}: a chunked body refused in the packet that carries its head: no crash, nothing left in flight (outbound and inbound fronts)`, async () => {
+    const bad = Buffer.from('POST /upload HTTP/1.1\r\nHost: pod-service\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\ncoding: chunked\r\n\r\n');
+    await blast(await plain(pair.pods.b.ip, pair.client.sidecar.outbound.port), bad);
+    if (mtls) {
+      const s = tlsConnect({ host: pair.pods.a.ip, port: 15006, ...tls!, ALPNProtocols: ['tsmesh/1'], checkServerIdentity: () => undefined });
+      await new Promise<void>((resolve, reject) => s.once('secureConnect', resolve).once('error', reject));
+      await blast(s, Buffer.concat([preamble(8080), bad]));
+    } else {
+      await blast(await plain(pair.pods.a.ip, 15006), Buffer.concat([preamble(8080), bad]));
+    }
+    await stillServing(pair, 'a refused chunked body');
+  });
 
   test(`${mode}: HTTP/2 frames that open a stream and break the session never crash the sidecar (outbound and inbound fronts)`, async () => {
     for (const [name, bytes] of inputs('pod-service')) {

@@ -239,6 +239,9 @@ export function runExchange<R>(deps: ExchangeDeps, transport: Transport<R>, dest
       onResponse: (response) => outcome(transport.classify(response), response, undefined),
       onError: (err) => outcome(classify(undefined, err), undefined, err),
     });
+    // starting the attempt may have read (and refused) the client's body, and the client be gone
+    // already: its attempt was not `current` yet when that was handled
+    if (finished) current.cancel();
   };
 
   /** Retries (returns true), or sends this outcome to the client. */
