@@ -33,8 +33,11 @@ async function halfCloseApp(ip: string): Promise<void> {
 }
 
 before(async () => {
-  pair = await sidecarPair((_req, res) => res.end('ok'));
-  tlsPair = await sidecarPair((_req, res) => res.end('ok'), { mtls: true });
+  // port 9000 is opaque by pod-a's own declaration: a `tcp` preamble alone does not make the
+  // inbound sidecar pipe bytes that look like HTTP (issue 14, item 3)
+  const annotations = { a: { 'tsmesh.io/opaque-ports': '9000' } };
+  pair = await sidecarPair((_req, res) => res.end('ok'), { annotations });
+  tlsPair = await sidecarPair((_req, res) => res.end('ok'), { mtls: true, annotations });
   await halfCloseApp(pair.pods.a.ip);
   await halfCloseApp(tlsPair.pods.a.ip);
 });
