@@ -14,6 +14,9 @@ export const codes = {
   OVERLOADED: { reason: 'overloaded', status: 503 },
   BODY_TOO_LARGE: { reason: 'body-too-large', status: 413 },
   HEADERS_TOO_LARGE: { reason: 'headers-too-large', status: 431 },
+  // mesh routes (src/route): the Gateway API's answers when routes apply
+  NO_ROUTE: { reason: 'no-route', status: 404 },
+  INVALID_BACKEND: { reason: 'invalid-backend', status: 500 },
 } as const;
 
 export type ProxyErrorCode = keyof typeof codes;

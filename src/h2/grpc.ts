@@ -32,6 +32,7 @@ export const GrpcStatus = {
   DEADLINE_EXCEEDED: 4,
   RESOURCE_EXHAUSTED: 8,
   PERMISSION_DENIED: 7,
+  UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
 } as const;
@@ -89,6 +90,8 @@ export const GRPC_STATUS_OF_PROXY_ERROR: Record<ProxyErrorCode, number> = {
   HEADERS_TOO_LARGE: GrpcStatus.INTERNAL,
   OVERLOADED: GrpcStatus.RESOURCE_EXHAUSTED,
   BODY_TOO_LARGE: GrpcStatus.RESOURCE_EXHAUSTED,
+  NO_ROUTE: GrpcStatus.UNIMPLEMENTED,
+  INVALID_BACKEND: GrpcStatus.INTERNAL,
 };
 
 /** grpc-message is percent-encoded (the spec's percent-encoding of bytes outside 0x20-0x7E and "%"). */

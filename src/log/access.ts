@@ -30,6 +30,9 @@ export interface HttpAccess {
   error: string | undefined;
   upstream_ms?: number | undefined;
   attempts?: number;
+  /** outbound, when a mesh route applied: the Service the app called ("name.namespace") and the route ("Kind/namespace/name", null: none matched) */
+  route_parent?: string;
+  route?: string | null;
   trace_id?: string;
   span_id?: string;
 }

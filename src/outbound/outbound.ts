@@ -8,7 +8,8 @@
 // Per HTTP/1.1 request, and per HTTP/2 stream (each gRPC call on its own):
 //   route       the connection's destination, or (explicit mode) the authority: Host /
 //               :authority, or the absolute-form URL of an HTTP_PROXY client (unknown: 503
-//               no-healthy-endpoints)
+//               no-healthy-endpoints); then the Service's mesh routes (HTTPRoute, GRPCRoute:
+//               ./route-step.ts) choose the backend Service, filter, redirect, 404 or 500
 //   policy      defaults <- this pod's annotations <- the destination Service's annotations
 //   trace       a CLIENT span (continuing the app's trace), its context sent upstream
 //   exchange    deadline -> retries -> balancing -> breaker -> transport (./exchange.ts): a
@@ -43,6 +44,7 @@ import type { GrpcMetrics } from '../h2/grpc-metrics.ts';
 import { IDEMPOTENT } from '../retry/replay.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { AddressMatch, ServiceTarget } from '../registry/view.ts';
+import type { RequestHead } from '../route/table.ts';
 import type { Endpoint } from '../registry/model.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
@@ -51,6 +53,11 @@ import { admission, declaredBodyTooLarge } from '../http/limits.ts';
 import type { Tracing, ClientSpan } from '../tracing/index.ts';
 import { workloadName } from '../metrics/workload.ts';
 import type { MeshMetrics } from '../metrics/mesh-metrics.ts';
+import { http1Head, modifyH2Response, modifyHttp1Response, modifyingResponses, redirectLines, rewriteH2, rewriteHttp1, routeStep, type RouteStep } from './route-step.ts';
+import { mirrorH2, mirrorHttp1, type MirrorTarget } from './mirror.ts';
+import { modifyHeaders, type Forward } from '../route/table.ts';
+import { routeKey, type RouteRef } from '../route/model.ts';
+import { RouteMetrics } from '../route/metrics.ts';
 
 export interface OutboundDeps {
   readonly namespace: string;
@@ -72,13 +79,18 @@ export interface OutboundDeps {
   /** The mesh hop to meshed endpoints is mTLS. */
   readonly mtls: boolean;
   readonly limits: Limits;
+  /** 0 <= random() < 1: route weights and mirror shares (tests pass their own). */
+  readonly random?: () => number;
 }
 
 interface Routed {
   authority: string;
-  /** a service port; or undefined for a call to one pod (`endpoint`) */
+  /** a service port (a route's backend when one applied); or undefined for a call to one pod (`endpoint`) */
   target: ServiceTarget | undefined;
   endpoint: Endpoint | undefined;
+  /** The Service port the app called, when a mesh route sent the request elsewhere (or answered it). */
+  parent?: ServiceTarget | undefined;
+  route?: RouteRef | undefined;
 }
 
 export interface Outbound {
@@ -98,6 +110,8 @@ type ConnectionTarget =
 export function createOutbound(deps: OutboundDeps): Outbound {
   const { registry, tracker, log, config } = deps;
   const { forwarder, pools, balancer } = deps.exchange;
+  const random = deps.random ?? Math.random;
+  const routeMetrics = RouteMetrics.on(deps.metrics.registry);
 
   const pick = (target: ServiceTarget): Endpoint => {
     const endpoint = balancer.pick(registry.view.endpoints(target));
@@ -121,14 +135,40 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     registry.ensureAuthority(authority, deps.namespace).then(routed, () => routed(undefined));
   };
 
-  /** What the exchange needs to know of the destination: its endpoints and policy, live. */
-  const destination = (routed: Routed): ExchangeDestination => {
+  /**
+   * What the exchange needs to know of the destination: its endpoints and policy, live. A
+   * route's timeouts replace the backend's `timeout` (request) and `per-try-timeout` (backendRequest).
+   */
+  const destination = (routed: Routed, forward?: Forward): ExchangeDestination => {
     if (routed.target) {
       const target = routed.target;
-      return { name: `${target.service.name}.${target.service.namespace}`, endpoints: () => registry.view.endpoints(target), policy: config.policyFor(target.service) };
+      let policy = config.policyFor(target.service);
+      if (forward?.requestTimeoutMs != null) policy = { ...policy, timeout: forward.requestTimeoutMs };
+      if (forward?.backendTimeoutMs !== undefined) policy = { ...policy, 'per-try-timeout': forward.backendTimeoutMs };
+      return { name: `${target.service.name}.${target.service.namespace}`, endpoints: () => registry.view.endpoints(target), policy };
     }
     const ep = routed.endpoint!;
     return { name: ep.ip, endpoints: () => [ep], policy: config.policy };
+  };
+
+  /** One endpoint of each mirror Service the registry has (one not loaded yet is skipped this time). */
+  const mirrorTargets = (forward: Forward | undefined): MirrorTarget[] => {
+    const out: MirrorTarget[] = [];
+    for (const m of forward?.mirrors ?? []) {
+      const target = registry.view.byAuthority(`${m.name}.${m.namespace}:${m.port}`, deps.namespace);
+      const endpoint = target && balancer.pick(registry.view.endpoints(target));
+      if (endpoint) out.push({ service: `${m.name}.${m.namespace}`, endpoint });
+    }
+    return out;
+  };
+
+  /** The route step for a request routed to a service port (a call to one pod has no routes). */
+  const withRoutes = (routed: Routed, head: () => RequestHead, go: (routed: Routed, step: RouteStep | undefined) => void): void => {
+    if (!routed.target) return go(routed, undefined);
+    routeStep(registry, deps.namespace, random, routed.target, head(), (step) => {
+      if (step.type === 'service') return go({ ...routed, target: step.target, parent: step.parent, route: step.route }, step);
+      go({ ...routed, target: undefined, parent: step.parent, route: step.route }, step);
+    });
   };
 
   const destinationOf = (orig: OriginalDestination, found: AddressMatch | undefined): ConnectionTarget => {
@@ -202,6 +242,8 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     span.end(grpcOutcome(e, grpcStatus));
     const peers = peersOf(service, e.endpoint);
     deps.metrics.series(peers).record(e.status, seconds);
+    const parent = routed.parent ? `${routed.parent.service.name}.${routed.parent.service.namespace}` : undefined;
+    if (parent) routeMetrics.record(parent, routed.route, service, e.status);
     if (grpc) deps.grpcMetrics.record(peers, grpcStatus);
     logHttp(log, {
       direction: 'outbound',
@@ -221,15 +263,20 @@ export function createOutbound(deps: OutboundDeps): Outbound {
       attempts: e.attempts,
       upstream_ms: e.upstreamMs === undefined ? undefined : round(e.upstreamMs),
       ...(grpc ? { grpc_status: grpcStatus } : {}),
+      ...(parent ? { route_parent: parent, route: routed.route ? routeKey(routed.route) : null } : {}),
       ...(span.sampled ? { trace_id: span.context.traceId, span_id: span.context.spanId } : {}),
     });
   };
 
-  const fail = (req: ServerRequest<ConnectionTarget | undefined>, start: number, err: ProxyError, span: ClientSpan) => {
+  const fail = (req: ServerRequest<ConnectionTarget | undefined>, start: number, err: ProxyError, span: ClientSpan, routed: Partial<Routed> = {}) => {
     tracker.begin();
     req.fail(err);
-    finish(lineOf(req, authorityOf(req) ?? ''), start, {}, span)({ status: err.status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
+    finish(lineOf(req, authorityOf(req) ?? ''), start, routed, span)({ status: err.status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
   };
+
+  /** The parent and route for the span, when a route applied. */
+  const routeOf = (routed: Routed) =>
+    routed.parent ? { parent: `${routed.parent.service.name}.${routed.parent.service.namespace}`, route: routed.route ? routeKey(routed.route) : undefined } : undefined;
 
   // One HTTP/2 stream (a gRPC call): the same pipeline as an HTTP/1.1 request.
   const h2 = createH2Listener<ConnectionTarget | undefined>((stream, headers, conn) => {
@@ -245,32 +292,50 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     const grpcStatus = grpc ? () => proxied.grpcStatus : undefined;
     const overloaded = tracker.full;
     tracker.begin();
-    const refuse = (err: ProxyError) => {
+    const refuse = (err: ProxyError, routed: Partial<Routed> = {}) => {
       const status = proxied.fail(err) ?? 0;
-      finish(line, start, {}, span, grpcStatus)({ status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
+      finish(line, start, routed, span, grpcStatus)({ status, bytesIn: 0, bytesOut: 0, error: err, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
     };
     if (overloaded) return refuse(new ProxyError('OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)'));
     const tooLarge = declaredBodyTooLarge(headers['content-length'], deps.limits.maxRequestBodyBytes);
     if (tooLarge) return refuse(tooLarge);
     const timeout = grpc ? parseGrpcTimeout(headers['grpc-timeout']) : undefined;
     if (timeout instanceof Error) return refuse(new ProxyError('BAD_REQUEST', timeout.message));
-    withRoute(authority, conn, (routed) => {
-      const dest = destination(routed);
-      span.setDestination(dest.name);
+    const head = (): RequestHead => ({ method, path, authority, headers: forward as Record<string, string | string[] | undefined>, grpc });
+    withRoute(authority, conn, (found) => withRoutes(found, head, (routed, step) => {
+      if (step?.type === 'error') return refuse(step.error, routed);
+      if (step?.type === 'redirect') {
+        const response: Record<string, string | number> = { ':status': step.status, location: step.location };
+        modifyHeaders(response, step.responseHeaders);
+        proxied.client.respond(response, { endStream: true });
+        return finish(line, start, routed, span, grpcStatus)({ status: step.status, bytesIn: 0, bytesOut: 0, error: undefined, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
+      }
+      const routeForward = step?.forward;
+      const dest = destination(routed, routeForward);
+      span.setDestination(dest.name, routeOf(routed));
+      if (routeForward) rewriteH2(forward as Record<string, string | string[] | number | undefined>, routeForward);
       span.inject(forward);
       const wantsRetry = forward['x-tsmesh-retry'] === 'true';
       delete forward['x-tsmesh-retry'];
       // gRPC: `timeout` bounds the wait for the response head; the call itself lives as long as
-      // the app keeps it, up to its own grpc-timeout (docs/http2-grpc.md)
-      const deadlines: Deadlines = grpc ? { headMs: dest.policy.timeout, totalMs: timeout ?? null } : { totalMs: dest.policy.timeout, headMs: null };
-      const transport = h2Transport(proxied, {
-        headers: forward,
-        retryable: grpc || wantsRetry || IDEMPOTENT.has(method),
-        deadlineAt: timeout === undefined ? undefined : start + timeout,
-        session: (ep) => deps.exchange.h2.sessionFor(endpointDestination(ep)),
-      });
+      // the app keeps it, up to its own grpc-timeout (docs/http2-grpc.md). A route's
+      // `timeouts.request: 0s` turns the deadline off.
+      const policyDeadline = routeForward?.requestTimeoutMs === null ? null : dest.policy.timeout;
+      const deadlines: Deadlines = grpc ? { headMs: policyDeadline, totalMs: timeout ?? null } : { totalMs: policyDeadline, headMs: null };
+      const mirrors = mirrorTargets(routeForward);
+      if (mirrors.length) mirrorH2(mirrors, forward, proxied.client, deps.exchange.h2, log);
+      const transport = modifyingResponses(
+        h2Transport(proxied, {
+          headers: forward,
+          retryable: grpc || wantsRetry || IDEMPOTENT.has(method),
+          deadlineAt: timeout === undefined ? undefined : start + timeout,
+          session: (ep) => deps.exchange.h2.sessionFor(endpointDestination(ep)),
+        }),
+        routeForward?.responseHeaders ?? [],
+        modifyH2Response,
+      );
       runExchange(deps.exchange, transport, dest, span, finish(line, start, routed, span, grpcStatus), deadlines);
-    }, refuse);
+    }), refuse);
   }, log, { idleTimeoutMs: deps.limits.idleTimeoutMs });
 
   // One HTTP/1.1 request (src/http1/): the pipeline above, over the raw-socket core.
@@ -279,14 +344,31 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     const span = deps.tracing.client(req as unknown as IncomingMessage);
     const refused = admission(req, deps.limits, tracker.full);
     if (refused) return fail(req, start, refused, span);
-    withRoute(authorityOf(req) ?? '', req.conn.context, (routed) => {
-      const dest = destination(routed);
-      span.setDestination(dest.name);
+    const go = (routed: Routed, step: RouteStep | undefined) => {
+      if (step?.type === 'error') return fail(req, start, step.error, span, routed);
+      if (step?.type === 'redirect') {
+        tracker.begin();
+        if (!req.bodyDone) req.closeAfter = true; // its body is not read: the connection cannot go on
+        req.writeHead(step.status, '', redirectLines(step.location, step.responseHeaders), 'length');
+        req.end();
+        return finish(lineOf(req, routed.authority), start, routed, span)({ status: step.status, bytesIn: 0, bytesOut: 0, error: undefined, upstreamMs: undefined, endpoint: undefined, attempts: 0 });
+      }
+      const routeForward = step?.forward;
+      const dest = destination(routed, routeForward);
+      span.setDestination(dest.name, routeOf(routed));
+      if (routeForward) rewriteHttp1(req, routeForward);
       span.inject(req.headers);
       tracker.begin();
       if (tracker.draining) req.closeAfter = true;
-      runExchange(deps.exchange, new Http1Transport(req, deps.exchange.http1, endpointDestination), dest, span, finish(lineOf(req, routed.authority), start, routed, span));
-    }, (err) => fail(req, start, err, span));
+      const transport = modifyingResponses(new Http1Transport(req, deps.exchange.http1, endpointDestination), routeForward?.responseHeaders ?? [], modifyHttp1Response);
+      // after the transport has prepared the head (hop-by-hop removed), before the body flows
+      const mirrors = mirrorTargets(routeForward);
+      if (mirrors.length) mirrorHttp1(mirrors, req, deps.dialer, log);
+      const deadlines: Deadlines | undefined = routeForward?.requestTimeoutMs === null ? { totalMs: null, headMs: null } : undefined;
+      runExchange(deps.exchange, transport, dest, span, finish(lineOf(req, routed.authority), start, routed, span), deadlines);
+    };
+    const authority = authorityOf(req) ?? '';
+    withRoute(authority, req.conn.context, (found) => withRoutes(found, () => http1Head(req, authority, pathOf(req)), go), (err) => fail(req, start, err, span));
   };
 
   // A WebSocket (any Upgrade) counts as a request in flight for as long as it is open.

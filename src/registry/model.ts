@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors/errors.ts';
+import { routeKey, validateRoute, type MeshRoute, type RouteInvalid } from '../route/model.ts';
 
 const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label (lowercase letters, digits, -)').max(63);
 // Pod names are DNS subdomains (generated ones are labels, but StatefulSets and hand-written pods may have dots).
@@ -60,13 +61,20 @@ export const registryFileSchema = z
   .object({
     services: z.array(serviceSchema).default([]),
     pods: z.array(podSchema).default([]),
+    // HTTPRoute and GRPCRoute objects (src/route/model.ts checks each, naming its fields)
+    routes: z.array(z.unknown()).default([]),
   })
   .strict();
 
 export type ServiceSpec = z.infer<typeof serviceSchema>;
 export type ServiceEndpointSpec = z.infer<typeof serviceEndpointSchema>;
 export type PodSpec = z.infer<typeof podSchema>;
-export type RegistryData = z.infer<typeof registryFileSchema>;
+export interface RegistryData {
+  readonly services: readonly ServiceSpec[];
+  readonly pods: readonly PodSpec[];
+  /** The mesh routes (GAMMA), validated; none: every request goes to the Service it names. */
+  readonly routes?: readonly MeshRoute[];
+}
 
 export interface ServicePort {
   readonly name: string | undefined;
@@ -117,6 +125,20 @@ export function validateRegistry(raw: unknown, source: string): RegistryData {
   }
   const data = result.data;
   const problems: string[] = [];
+  const routes: MeshRoute[] = [];
+  const routeKeys = new Set<string>();
+  data.routes.forEach((raw, i) => {
+    try {
+      const route = validateRoute(raw);
+      const key = routeKey(route);
+      if (routeKeys.has(key)) problems.push(`routes[${i}] (${route.name}): duplicate ${route.kind} ${route.namespace}/${route.name}`);
+      routeKeys.add(key);
+      routes.push(route);
+    } catch (err) {
+      const e = err as RouteInvalid;
+      for (const p of e.problems) problems.push(`routes[${i}]${e.ref.name ? ` (${e.ref.name})` : ''}.${p}`);
+    }
+  });
   const seen = new Set<string>();
   data.services.forEach((s, i) => {
     const id = `${s.namespace}/${s.name}`;
@@ -140,7 +162,7 @@ export function validateRegistry(raw: unknown, source: string): RegistryData {
     podIds.add(id);
   });
   if (problems.length) throw new ConfigError(source, problems);
-  return data;
+  return { services: data.services, pods: data.pods, routes };
 }
 
 function formatPath(path: readonly PropertyKey[], raw: unknown): string {

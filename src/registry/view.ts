@@ -1,5 +1,7 @@
 // An immutable, indexed snapshot of the registry, with the lookups the pipelines need.
 import type { Endpoint, Pod, RegistryData, Service, ServicePort } from './model.ts';
+import type { MeshRoute } from '../route/model.ts';
+import { RouteTable } from '../route/table.ts';
 
 /**
  * What a source that loads services on demand (discovery) learns from the lookups: which
@@ -25,6 +27,8 @@ export class RegistryView {
   readonly version: number;
   readonly services: readonly Service[];
   readonly pods: readonly Pod[];
+  readonly routes: readonly MeshRoute[];
+  readonly #routeTables = new Map<string, RouteTable | null>(); // "ns/name:port|callerNamespace"
   readonly #byName = new Map<string, Service>(); // "name.namespace"
   readonly #byClusterIP = new Map<string, Service>();
   readonly #podsByIP = new Map<string, Pod>();
@@ -44,6 +48,7 @@ export class RegistryView {
       endpoints: s.endpoints?.map((e) => ({ ip: e.ip, ready: e.ready, pod: e.pod })),
     }));
     this.pods = data.pods;
+    this.routes = data.routes ?? [];
     for (const s of this.services) {
       this.#byName.set(`${s.name}.${s.namespace}`, s);
       if (s.clusterIP) this.#byClusterIP.set(s.clusterIP, s);
@@ -77,6 +82,21 @@ export class RegistryView {
     }
     this.#hooks?.used(service);
     return { service, port: servicePort };
+  }
+
+  /**
+   * The routes that apply to requests from a pod in `callerNamespace` to this service port,
+   * in precedence order (src/route/table.ts); undefined when none does.
+   */
+  routeTable(target: ServiceTarget, callerNamespace: string): RouteTable | undefined {
+    if (this.routes.length === 0) return undefined;
+    const key = `${target.service.namespace}/${target.service.name}:${target.port.port}|${callerNamespace}`;
+    let table = this.#routeTables.get(key);
+    if (table === undefined) {
+      table = RouteTable.build(this.routes, target.service, target.port.port, callerNamespace) ?? null;
+      this.#routeTables.set(key, table);
+    }
+    return table ?? undefined;
   }
 
   /** What an original destination ip:port is: a service by its ClusterIP, or a pod by its IP. */

@@ -55,8 +55,12 @@ export interface ClientSpan {
   readonly context: SpanContext;
   /** Replaces the trace headers in `headers` with this span's context (W3C + B3 multi). */
   inject(headers: Headers): void;
-  /** The destination service once routed, "name.namespace" (attribute tsmesh.destination.service). */
-  setDestination(service: string): void;
+  /**
+   * The destination service once routed, "name.namespace" (attribute tsmesh.destination.service);
+   * when a mesh route chose it, the Service the app called and the route (tsmesh.route.parent,
+   * tsmesh.route.name "Kind/namespace/name").
+   */
+  setDestination(service: string, route?: { readonly parent: string; readonly route: string | undefined }): void;
   /** A child span for try number `n` (1 for the first) to `endpoint`. */
   attempt(n: number, endpoint: { readonly ip: string; readonly port: number; readonly pod?: string | undefined }): AttemptSpan;
   end(result: HttpOutcome): void;
@@ -314,8 +318,12 @@ class RecordingClientSpan implements ClientSpan {
   inject(headers: Headers): void {
     injectContext(headers, this.context);
   }
-  setDestination(service: string): void {
+  setDestination(service: string, route?: { readonly parent: string; readonly route: string | undefined }): void {
     this.#span.setAttribute('tsmesh.destination.service', service);
+    if (route) {
+      this.#span.setAttribute('tsmesh.route.parent', route.parent);
+      if (route.route) this.#span.setAttribute('tsmesh.route.name', route.route);
+    }
   }
   attempt(n: number, endpoint: { readonly ip: string; readonly port: number; readonly pod?: string | undefined }): AttemptSpan {
     const attrs: Attributes = {
