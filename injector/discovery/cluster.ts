@@ -7,6 +7,7 @@ import { PREFIX } from '../../src/config/annotations.ts';
 import type { PodSpec, ServiceSpec } from '../../src/registry/model.ts';
 import type { IndexEntry, ServiceDetail } from '../../src/discovery/protocol.ts';
 import type { RawObject } from './reflector.ts';
+import { parentKeys, type RouteInfo } from './routes.ts';
 
 export interface ServiceInfo {
   readonly namespace: string;
@@ -106,6 +107,10 @@ export class ClusterState {
   readonly services = new Map<string, ServiceInfo>();
   readonly #slices = new Map<string, Map<string, SliceInfo>>(); // service key -> slice key -> slice
   readonly pods = new Map<string, PodInfo>();
+  /** Mesh routes by "Kind/namespace/name". */
+  readonly routes = new Map<string, RouteInfo>();
+  /** service key -> the routes that name it as a parent (their changes dirty it). */
+  readonly #parentRoutes = new Map<string, Set<string>>();
   /** pod key -> the services whose slices name it (a pod's change dirties them). */
   readonly #podServices = new Map<string, Set<string>>();
   #dirty = new Set<string>();
@@ -172,6 +177,44 @@ export class ClusterState {
   deletePod(key: string): void {
     this.pods.delete(key);
     for (const svc of this.#podServices.get(key) ?? []) this.#mark(svc);
+  }
+
+  upsertRoute(key: string, r: RouteInfo, previous: RouteInfo | undefined): void {
+    this.routes.set(key, r);
+    // what the sidecars get: the object, when it is valid (a status write changes neither)
+    const sent = (x: RouteInfo | undefined) => (x?.route ? JSON.stringify(x.object) : '');
+    if (previous) this.#unlinkRoute(key, previous);
+    for (const svc of parentKeys(r)) {
+      let set = this.#parentRoutes.get(svc);
+      if (!set) this.#parentRoutes.set(svc, (set = new Set()));
+      set.add(key);
+    }
+    if (sent(r) === sent(previous) && same(parentKeys(r), previous ? parentKeys(previous) : [])) return;
+    for (const svc of new Set([...parentKeys(r), ...(previous ? parentKeys(previous) : [])])) this.#mark(svc);
+  }
+
+  deleteRoute(key: string, previous: RouteInfo): void {
+    this.routes.delete(key);
+    this.#unlinkRoute(key, previous);
+    if (previous.route) for (const svc of parentKeys(previous)) this.#mark(svc);
+  }
+
+  #unlinkRoute(key: string, r: RouteInfo): void {
+    for (const svc of parentKeys(r)) {
+      const set = this.#parentRoutes.get(svc);
+      set?.delete(key);
+      if (set?.size === 0) this.#parentRoutes.delete(svc);
+    }
+  }
+
+  /** The valid routes naming this service as a parent, as sidecars get them. */
+  routesOf(key: string): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const k of [...(this.#parentRoutes.get(key) ?? [])].sort()) {
+      const r = this.routes.get(k);
+      if (r?.route) out.push(r.object);
+    }
+    return out;
   }
 
   #ref(s: SliceInfo): void {
@@ -242,7 +285,8 @@ export class ClusterState {
       annotations: { ...s.annotations },
       endpoints: [...endpoints.values()].map((e) => ({ ip: e.ip, ready: e.ready, ...(e.pod ? { pod: e.pod } : {}) })),
     };
-    return { service, pods };
+    const routes = this.routesOf(key);
+    return routes.length ? { service, pods, routes } : { service, pods };
   }
 
   get serviceKeys(): IterableIterator<string> {

@@ -1,6 +1,7 @@
 // Discovery, the control plane's third part: three list+watches (Services, EndpointSlices,
 // Pods: one set per replica, not per pod) feed the cluster state; the stream pushes it to the
-// sidecars. Mounted by `tsmesh injector` (src/cli/injector.ts) as a component:
+// sidecars. Mesh routes (HTTPRoute, GRPCRoute) are watched too where the API server serves
+// them, streamed with their parent Services' details, and given a status (./routes.ts). Mounted by `tsmesh injector` (src/cli/injector.ts) as a component:
 //   WebSocket upgrade at /v1/discovery (sidecars, mesh certificate required)
 //   GET /debug/sidecars (who is connected, which version each has acknowledged)
 import { CoreV1Api, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
@@ -13,6 +14,7 @@ import type { Component, InjectorContext, RouteFactory, UpgradeHandler } from '.
 import { ClusterState, projectPod, projectService, projectSlice } from './cluster.ts';
 import { Reflector, reflectorMetrics, type KubeListPage, type ReflectorOptions } from './reflector.ts';
 import { DiscoveryServer, type DiscoveryServerOptions } from './server.ts';
+import { RouteStatusWriter, watchRoutes, type RouteWatch } from './routes.ts';
 
 export { ClusterState } from './cluster.ts';
 export { DiscoveryServer, DISCOVERY_SERVER_DEFAULTS } from './server.ts';
@@ -26,12 +28,16 @@ export interface DiscoveryOptions {
   /** Stream tuning (coalescing, heartbeats, slow readers). */
   readonly server?: Partial<Omit<DiscoveryServerOptions, 'cluster' | 'synced' | 'trustDomain' | 'log' | 'registry'>>;
   readonly reflector?: Partial<Pick<ReflectorOptions<unknown>, 'backoffInitialMs' | 'backoffMaxMs' | 'pageSize' | 'watchTimeoutSeconds'>>;
+  /** Routes: how often an unserved route kind is probed again, and the status writer's delays. */
+  readonly routes?: { readonly probeIntervalMs?: number; readonly statusDelayMs?: number; readonly statusRetryMs?: number };
 }
 
 export interface Discovery {
   readonly server: DiscoveryServer;
   readonly cluster: ClusterState;
-  /** Resolves once Services, EndpointSlices and Pods have each been listed. */
+  readonly routes: RouteWatch;
+  readonly routeStatus: RouteStatusWriter;
+  /** Resolves once Services, EndpointSlices and Pods (and the route kinds that are served) have each been listed. */
   readonly synced: Promise<void>;
   readonly upgrade: UpgradeHandler;
   readonly sidecarsRoute: RouteHandler;
@@ -50,14 +56,30 @@ export function startDiscovery(o: DiscoveryOptions): Discovery {
   holder.server = server;
 
   const common = { kubeConfig: o.kubeConfig, log, metrics, ...o.reflector };
+  // Route status depends on the routes and on the Services they name.
+  const routeStatus = new RouteStatusWriter({
+    kubeConfig: o.kubeConfig,
+    log,
+    route: (k) => cluster.routes.get(k),
+    service: (k) => cluster.services.get(k),
+    ...(o.routes?.statusDelayMs !== undefined ? { delayMs: o.routes.statusDelayMs } : {}),
+    ...(o.routes?.statusRetryMs !== undefined ? { retryMs: o.routes.statusRetryMs } : {}),
+  });
+  const serviceChanged = () => routeStatus.schedule(cluster.routes.keys());
   const services = new Reflector({
     ...common,
     resource: 'services',
     path: '/api/v1/services',
     list: (p) => core.listServiceForAllNamespaces(p) as Promise<KubeListPage>,
     project: projectService,
-    onUpsert: (k, v, prev) => cluster.upsertService(k, v, prev),
-    onDelete: (k) => cluster.deleteService(k),
+    onUpsert: (k, v, prev) => {
+      cluster.upsertService(k, v, prev);
+      if (!prev || prev.ports.length !== v.ports.length || prev.ports.some((p, i) => p.port !== v.ports[i]!.port)) serviceChanged();
+    },
+    onDelete: (k) => {
+      cluster.deleteService(k);
+      serviceChanged();
+    },
   });
   const slices = new Reflector({
     ...common,
@@ -79,7 +101,21 @@ export function startDiscovery(o: DiscoveryOptions): Discovery {
   });
   const reflectors = [services, slices, pods];
   for (const r of reflectors) r.start();
-  const synced = Promise.all(reflectors.map((r) => r.synced)).then(() => {
+  const routes = watchRoutes({
+    kubeConfig: o.kubeConfig,
+    log,
+    metrics,
+    ...(o.registry ? { registry: o.registry } : {}),
+    ...(o.reflector ? { reflector: o.reflector } : {}),
+    ...(o.routes?.probeIntervalMs !== undefined ? { probeIntervalMs: o.routes.probeIntervalMs } : {}),
+    // (keyed "Kind/namespace/name": an HTTPRoute and a GRPCRoute may share a name)
+    onUpsert: (_k, v, prev) => {
+      cluster.upsertRoute(v.key, v, prev);
+      routeStatus.schedule([v.key]);
+    },
+    onDelete: (_k, prev) => cluster.deleteRoute(prev.key, prev),
+  });
+  const synced = Promise.all([...reflectors.map((r) => r.synced), routes.synced]).then(() => {
     allSynced = true;
     server.synced();
   });
@@ -87,6 +123,8 @@ export function startDiscovery(o: DiscoveryOptions): Discovery {
   return {
     server,
     cluster,
+    routes,
+    routeStatus,
     synced,
     upgrade: (req, socket, head) => server.handleUpgrade(req, socket, head),
     sidecarsRoute: (req, res) => {
@@ -95,13 +133,15 @@ export function startDiscovery(o: DiscoveryOptions): Discovery {
     },
     stop() {
       for (const r of reflectors) r.stop();
+      routes.stop();
+      routeStatus.stop();
       server.close();
     },
   };
 }
 
 /** `tsmesh injector`'s discovery component (src/cli/injector.ts mounts it). */
-export function discoveryComponent(extra: Partial<Pick<DiscoveryOptions, 'server' | 'reflector'>> = {}): RouteFactory {
+export function discoveryComponent(extra: Partial<Pick<DiscoveryOptions, 'server' | 'reflector' | 'routes'>> = {}): RouteFactory {
   return (ctx: InjectorContext): Component => {
     const d = startDiscovery({ kubeConfig: ctx.kubeConfig, trustDomain: ctx.settings.trustDomain, log: ctx.logger, registry: ctx.registry, ...extra });
     return {

@@ -17,7 +17,8 @@ import type { Registry, OnDemandSource } from '../registry/registry.ts';
 import type { PodSpec, RegistryData, Service } from '../registry/model.ts';
 import type { IdentityProvider } from '../identity/index.ts';
 import type { Logger } from '../log/log.ts';
-import { DISCOVERY_PATH, DISCOVERY_PROTOCOL, parseServiceDetail, serverMessageSchema, type ClientMessage, type IndexEntry, type ServiceDetail } from './protocol.ts';
+import { DISCOVERY_PATH, DISCOVERY_PROTOCOL, parseServiceDetail, serverMessageSchema, type CheckedServiceDetail, type ClientMessage, type IndexEntry } from './protocol.ts';
+import { routeKey, type MeshRoute } from '../route/model.ts';
 
 export const DISCOVERY_CLIENT_DEFAULTS = {
   backoffInitialMs: 250,
@@ -85,7 +86,7 @@ export function startDiscoveryClient(o: DiscoveryClientOptions): DiscoveryClient
   const byClusterIP = new Map<string, IndexRecord>();
   const byPodIP = new Map<string, IndexRecord | IndexRecord[]>();
   // The details of subscribed services, and what is wanted.
-  const details = new Map<string, ServiceDetail>();
+  const details = new Map<string, CheckedServiceDetail>();
   const wanted = new Set<string>();
   const pinned = new Set<string>(); // the services that select this pod
   const lastUsed = new Map<string, number>();
@@ -148,14 +149,28 @@ export function startDiscoveryClient(o: DiscoveryClientOptions): DiscoveryClient
 
   // ---- the registry view ----------------------------------------------------------------
   const publish = (): void => {
-    const services: ServiceDetail['service'][] = [];
+    const services: CheckedServiceDetail['service'][] = [];
     const pods = new Map<string, PodSpec>();
+    const routes = new Map<string, MeshRoute>(); // a route with two parents comes with both
     for (const d of details.values()) {
       services.push(d.service);
       for (const p of d.pods) pods.set(`${p.namespace}/${p.name}/${p.ip}`, p); // a dual-stack pod: one record per address
+      for (const r of d.routes) routes.set(routeKey(r), r);
     }
-    const data: RegistryData = { services, pods: [...pods.values()] };
+    const data: RegistryData = { services, pods: [...pods.values()], routes: [...routes.values()] };
     o.registry.replace(data);
+  };
+
+  /** The backends of a subscribed service's routes are subscribed too: its first routed request finds them loaded. */
+  const subscribeBackends = (d: CheckedServiceDetail): void => {
+    for (const r of d.routes) {
+      for (const rule of r.rules) {
+        for (const b of [...rule.backends, ...rule.mirrors.map((m) => m.backend)]) {
+          const key = `${b.namespace}/${b.name}`;
+          if (index.has(key) && !wanted.has(key)) subscribe(key);
+        }
+      }
+    }
   };
 
   const settle = (key: string): void => {
@@ -291,7 +306,10 @@ export function startDiscoveryClient(o: DiscoveryClientOptions): DiscoveryClient
           continue;
         }
         try {
-          details.set(key, parseServiceDetail(d, key));
+          const detail = parseServiceDetail(d, key);
+          for (const problem of detail.routeProblems) log.error({ code: 'TSMESH_DISCOVERY_INVALID', service: key, err: problem }, 'discovery: an invalid route is left out');
+          details.set(key, detail);
+          subscribeBackends(detail);
         } catch (err) {
           log.error({ code: 'TSMESH_DISCOVERY_INVALID', service: key, err: (err as Error).message }, 'discovery: invalid service details; keeping the previous ones');
         }

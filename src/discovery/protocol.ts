@@ -19,6 +19,7 @@
 // the pods behind them (meshed or not, service account).
 import { z } from 'zod';
 import { registryFileSchema, type PodSpec, type ServiceSpec } from '../registry/model.ts';
+import { validateRoute, type MeshRoute, type RouteInvalid } from '../route/model.ts';
 
 export const DISCOVERY_PATH = '/v1/discovery';
 export const DISCOVERY_PROTOCOL = 'tsmesh-discovery.v1';
@@ -29,6 +30,20 @@ export type IndexEntry = [key: string, clusterIP: string | null, ports: number[]
 export interface ServiceDetail {
   readonly service: ServiceSpec;
   readonly pods: readonly PodSpec[];
+  /**
+   * The mesh routes (HTTPRoute, GRPCRoute objects) whose parentRefs name this service; absent
+   * when there are none. The sidecar validates each; an invalid one is left out alone.
+   */
+  readonly routes?: readonly unknown[];
+}
+
+/** A service's details as the sidecar keeps them: its routes validated. */
+export interface CheckedServiceDetail {
+  readonly service: ServiceSpec;
+  readonly pods: readonly PodSpec[];
+  readonly routes: readonly MeshRoute[];
+  /** Problems of routes that were left out, each naming the route and the field. */
+  readonly routeProblems: readonly string[];
 }
 
 export type ServerMessage =
@@ -74,12 +89,22 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
 export type ParsedServerMessage = z.infer<typeof serverMessageSchema>;
 
 /** Checks one service's details with the registry schema; the error names the bad fields. */
-export function parseServiceDetail(raw: unknown, serviceKey: string): ServiceDetail {
-  const r = z.object({ service: z.unknown(), pods: z.array(z.unknown()) }).strict().safeParse(raw);
-  if (!r.success) throw new Error(`${serviceKey}: not { service, pods }`);
+export function parseServiceDetail(raw: unknown, serviceKey: string): CheckedServiceDetail {
+  const r = z.object({ service: z.unknown(), pods: z.array(z.unknown()), routes: z.array(z.unknown()).max(1000).optional() }).strict().safeParse(raw);
+  if (!r.success) throw new Error(`${serviceKey}: not { service, pods, routes? }`);
   const data = registryFileSchema.safeParse({ services: [r.data.service], pods: r.data.pods });
   if (!data.success) throw new Error(`${serviceKey}: ${data.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const service = data.data.services[0]!;
   if (`${service.namespace}/${service.name}` !== serviceKey) throw new Error(`${serviceKey}: carries service ${service.namespace}/${service.name}`);
-  return { service, pods: data.data.pods };
+  const routes: MeshRoute[] = [];
+  const routeProblems: string[] = [];
+  for (const [i, route] of (r.data.routes ?? []).entries()) {
+    try {
+      routes.push(validateRoute(route));
+    } catch (err) {
+      const e = err as RouteInvalid;
+      routeProblems.push(`${serviceKey} routes[${i}]${e.ref?.name ? ` (${e.ref.kind} ${e.ref.namespace}/${e.ref.name})` : ''}: ${(e.problems ?? [e.message]).join('; ')}`);
+    }
+  }
+  return { service, pods: data.data.pods, routes, routeProblems };
 }

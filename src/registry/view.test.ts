@@ -64,7 +64,7 @@ test('invalid registry files name every bad field', () => {
   assert.throws(() => parseRegistryYaml('services:\n  - {name: a, ports: [{port: 80}]}\n  - {name: a, ports: [{port: 80}]}\n', 'r'), /duplicate service/);
   assert.throws(() => parseRegistryYaml(':\n  - [', 'r'), /not valid YAML/);
   assert.throws(() => parseRegistryYaml('  \n', 'r'), /the file is empty/, 'a file caught mid-write does not empty the mesh');
-  assert.deepEqual(parseRegistryYaml('services: []', 'r'), { services: [], pods: [] });
+  assert.deepEqual(parseRegistryYaml('services: []', 'r'), { services: [], pods: [], routes: [] });
 });
 
 test('explicit endpoints (EndpointSlice addresses): ready ones only, joined to their pods by IP, the selector unused', () => {

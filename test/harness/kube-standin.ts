@@ -17,6 +17,12 @@
 // /apis/authorization.k8s.io/v1/selfsubjectaccessreviews (Impersonate-User honoured) answered by
 // pluggable responders; GET /version.
 //
+// Status subresource, as for CRDs that declare it (the Gateway API routes; `enableStatusSubresource`
+// adds kinds): PUT/PATCH .../NAME/status change only `status` (resourceVersion checked), writes
+// to the object itself leave its `status` alone, and `metadata.generation` counts spec changes.
+// Served groups: `unserve('gateway.networking.k8s.io/v1')` makes every path of that group
+// version answer 404 NotFound, as an API server without the CRDs does.
+//
 // Watch, as the API server does it (what informers need): GET COLLECTION?watch=true answers 200
 // with a chunked stream of JSON lines {"type":"ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR",
 // "object":...}. Every write bumps one global resourceVersion and is kept in a bounded history:
@@ -143,7 +149,12 @@ const KINDS: Record<string, string> = {
   deployments: 'Deployment',
   mutatingwebhookconfigurations: 'MutatingWebhookConfiguration',
   tokenreviews: 'TokenReview',
+  httproutes: 'HTTPRoute',
+  grpcroutes: 'GRPCRoute',
 };
+
+/** Kinds whose CRDs declare the status subresource (Gateway API routes): see `enableStatusSubresource`. */
+const STATUS_SUBRESOURCE_KINDS = ['HTTPRoute', 'GRPCRoute'];
 
 export class KubeStandin {
   readonly url: string;
@@ -162,6 +173,9 @@ export class KubeStandin {
   readonly #objects = new Map<string, KubeObject>();
   readonly #middlewares: Middleware[] = [];
   readonly #kinds = new Map(Object.entries(KINDS));
+  readonly #statusKinds = new Set(STATUS_SUBRESOURCE_KINDS);
+  /** Group versions ("group/version") this server does not serve: 404 for all their paths. */
+  readonly unserved = new Set<string>();
   #version = 1000;
   readonly #history: Change[] = [];
   /** Versions up to this one are forgotten: watching from them gets 410. */
@@ -208,6 +222,21 @@ export class KubeStandin {
     this.#kinds.set(plural, kind);
   }
 
+  /** Gives `kind` the status subresource (its CRD's `subresources: { status: {} }`). */
+  enableStatusSubresource(kind: string): void {
+    this.#statusKinds.add(kind);
+  }
+
+  /** Stops serving these group versions (e.g. the Gateway API CRDs are not installed). */
+  unserve(...apiVersions: string[]): void {
+    for (const v of apiVersions) this.unserved.add(v);
+  }
+
+  /** Serves these group versions again (the CRDs were installed). */
+  serve(...apiVersions: string[]): void {
+    for (const v of apiVersions) this.unserved.delete(v);
+  }
+
   /** The stored object, or undefined. */
   get(apiVersion: string, kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
     const o = this.#objects.get(key(apiVersion, kind, namespace, name));
@@ -225,6 +254,12 @@ export class KubeStandin {
     const k = key(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name!);
     const prev = this.#objects.get(k);
     const stored = structuredClone(obj);
+    if (this.#statusKinds.has(obj.kind)) {
+      // CRD semantics: generation counts changes of everything but metadata and status
+      const specOf = (o: KubeObject | undefined) => (o ? JSON.stringify({ ...o, metadata: undefined, status: undefined }) : '');
+      const gen = typeof prev?.metadata.generation === 'number' ? prev.metadata.generation : 0;
+      stored.metadata.generation = !prev ? 1 : specOf(obj) === specOf(prev) ? gen : gen + 1;
+    }
     stored.metadata.uid = prev?.metadata.uid ?? randomUUID();
     stored.metadata.creationTimestamp = prev?.metadata.creationTimestamp ?? new Date().toISOString();
     stored.metadata.resourceVersion = String(++this.#version);
@@ -375,6 +410,36 @@ export class KubeStandin {
     return undefined;
   }
 
+  /** The status subresource: GET, PUT (resourceVersion checked), PATCH; only `status` changes. */
+  #status(req: StandinRequest, apiVersion: string, kind: string, namespace: string | undefined, name: string, details: Record<string, string>, notFound: () => StandinResponse): StandinResponse {
+    const current = this.get(apiVersion, kind, namespace, name);
+    if (!current) return notFound();
+    let status: unknown;
+    switch (req.method) {
+      case 'GET':
+        return { status: 200, body: current };
+      case 'PUT': {
+        const obj = req.body as KubeObject | null;
+        if (typeof obj !== 'object' || obj === null || typeof obj.metadata !== 'object') return { status: 400, body: this.status(400, 'BadRequest', 'the body is not a Kubernetes object') };
+        const rv = obj.metadata.resourceVersion;
+        if (rv !== undefined && rv !== current.metadata.resourceVersion) {
+          return { status: 409, body: this.status(409, 'Conflict', `Operation cannot be fulfilled on ${details.kind} "${name}": the object has been modified; please apply your changes to the latest version and try again`, details) };
+        }
+        status = obj.status;
+        break;
+      }
+      case 'PATCH': {
+        const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim();
+        if (type !== 'application/merge-patch+json') return { status: 415, body: this.status(415, 'UnsupportedMediaType', `the stand-in patches status with application/merge-patch+json only (got "${type}")`) };
+        status = (mergePatch(current, req.body) as KubeObject).status;
+        break;
+      }
+      default:
+        return { status: 405, body: this.status(405, 'MethodNotAllowed', `${req.method} is not supported on status`) };
+    }
+    return { status: 200, body: this.put({ ...current, status }) };
+  }
+
   #reviewKnownToken(spec: TokenReviewSpec): TokenReviewStatus {
     const known = this.tokens.get(spec.token);
     if (!known) return { authenticated: false, error: '[invalid bearer token, square/go-jose: error in cryptographic primitive]' };
@@ -414,7 +479,7 @@ export class KubeStandin {
       const url = new URL(req.url ?? '/', this.url);
       const request: StandinRequest = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, body };
       this.requests.push(request);
-      const answer = await this.#runMiddlewares(request);
+      const answer = (await this.#runMiddlewares(request)) ?? this.#unservedAnswer(request);
       if (!answer && request.method === 'GET' && ['true', '1'].includes(request.query.get('watch') ?? '')) {
         const watchError = this.#watch(request, res);
         if (!watchError) return; // streaming
@@ -428,6 +493,13 @@ export class KubeStandin {
     const text = JSON.stringify(response.body);
     res.writeHead(response.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
     res.end(text);
+  }
+
+  /** 404 for a group version this server does not serve (no CRD), as the API server answers. */
+  #unservedAnswer(req: StandinRequest): StandinResponse | undefined {
+    const route = parsePath(req.path);
+    if (!route || !this.unserved.has(route.apiVersion)) return undefined;
+    return { status: 404, body: this.status(404, 'NotFound', 'the server could not find the requested resource') };
   }
 
   async #runMiddlewares(req: StandinRequest): Promise<StandinResponse | undefined> {
@@ -462,6 +534,11 @@ export class KubeStandin {
     const { apiVersion, namespace, name } = route;
     const details = { ...(name ? { name } : {}), kind: route.plural, ...(apiVersion.includes('/') ? { group: apiVersion.split('/')[0] } : {}) };
     const notFound = (): StandinResponse => ({ status: 404, body: this.status(404, 'NotFound', `${route.plural} "${name}" not found`, details) });
+    const hasStatus = this.#statusKinds.has(kind);
+    if (route.subresource !== undefined) {
+      if (route.subresource !== 'status' || !hasStatus || !name) return { status: 404, body: this.status(404, 'NotFound', `the server could not find the requested resource (${req.path})`) };
+      return this.#status(req, apiVersion, kind, namespace, name, details, notFound);
+    }
 
     switch (req.method) {
       case 'GET': {
@@ -496,6 +573,7 @@ export class KubeStandin {
           return { status: 409, body: this.status(409, 'AlreadyExists', `${route.plural} "${obj.metadata.name}" already exists`, { ...details, name: obj.metadata.name }) };
         }
         delete obj.metadata.resourceVersion;
+        if (hasStatus) delete obj.status; // a create does not set status where it is a subresource
         return { status: 201, body: this.put(obj) };
       }
       case 'PUT': {
@@ -513,7 +591,8 @@ export class KubeStandin {
         if (rv !== undefined && rv !== current.metadata.resourceVersion) {
           return { status: 409, body: this.status(409, 'Conflict', `Operation cannot be fulfilled on ${route.plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`, details) };
         }
-        return { status: 200, body: this.put({ ...obj, apiVersion, kind, metadata: { ...obj.metadata, name, ...(namespace ? { namespace } : {}) } }) };
+        const status = hasStatus ? { status: current.status } : {};
+        return { status: 200, body: this.put({ ...obj, apiVersion, kind, metadata: { ...obj.metadata, name, ...(namespace ? { namespace } : {}) }, ...status }) };
       }
       case 'PATCH': {
         if (!name) return { status: 405, body: this.status(405, 'MethodNotAllowed', 'PATCH goes to an item') };
@@ -532,7 +611,8 @@ export class KubeStandin {
         } else {
           return { status: 415, body: this.status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got "${type}")`) };
         }
-        return { status: 200, body: this.put({ ...next, apiVersion, kind, metadata: { ...next.metadata, name, ...(namespace ? { namespace } : {}) } }) };
+        const status = hasStatus ? { status: current.status } : {};
+        return { status: 200, body: this.put({ ...next, apiVersion, kind, metadata: { ...next.metadata, name, ...(namespace ? { namespace } : {}) }, ...status }) };
       }
       case 'DELETE': {
         if (!name) return { status: 405, body: this.status(405, 'MethodNotAllowed', 'DELETE of a collection is not supported by the stand-in') };
@@ -552,7 +632,7 @@ function key(apiVersion: string, kind: string, namespace: string | undefined, na
 }
 
 /** /api/v1/[namespaces/NS/]PLURAL[/NAME] and /apis/GROUP/VERSION/[namespaces/NS/]PLURAL[/NAME] */
-function parsePath(path: string): { apiVersion: string; namespace: string | undefined; plural: string; name: string | undefined } | undefined {
+function parsePath(path: string): { apiVersion: string; namespace: string | undefined; plural: string; name: string | undefined; subresource?: string } | undefined {
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   let apiVersion: string;
   let rest: string[];
@@ -571,6 +651,7 @@ function parsePath(path: string): { apiVersion: string; namespace: string | unde
     namespace = rest[1];
     rest = rest.slice(2);
   }
+  if (rest.length === 3) return { apiVersion, namespace, plural: rest[0]!, name: rest[1], subresource: rest[2] };
   if (rest.length < 1 || rest.length > 2) return undefined;
   return { apiVersion, namespace, plural: rest[0]!, name: rest[1] };
 }
