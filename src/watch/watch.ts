@@ -55,7 +55,11 @@ export function watchFile(
     return running;
   };
   const poll = async (): Promise<void> => {
-    if (await moved()) await check();
+    if (!(await moved())) return;
+    // a read in flight (started by inotify) may have read the file before the change this stat
+    // shows: read again after it, or the change is missed until the file changes again
+    if (running) await running;
+    await check();
   };
 
   let watcher: FSWatcher | undefined;
