@@ -6,15 +6,20 @@ import assert from 'node:assert/strict';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Agent, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import { stringify } from 'yaml';
 import { eventually, loopbackIP, tempDir, testSidecar, upstream, type PodDef, type TestSidecar, type Upstream } from './harness/mesh.ts';
 import { send } from './harness/client.ts';
+
+/** Request bodies as each app received them. */
+const bodies: Record<string, string[]> = { v1: [], v2: [], shadow: [] };
 
 const echo = (version: string) => (req: IncomingMessage, res: ServerResponse) => {
   if (req.url === '/hang') return; // never answers
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
+    bodies[version]!.push(Buffer.concat(chunks).toString());
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ version, path: req.url, headers: req.headers, body: Buffer.concat(chunks).toString() }));
   });
@@ -143,6 +148,13 @@ test('RequestMirror: the shadow app gets a copy (body too); the response is the 
   const copy = shadow.requests.at(-1)!;
   assert.equal(copy.url, '/mirror/order');
   assert.equal(copy.method, 'POST');
+  await eventually(() => bodies.shadow!.includes('one order'), 5000, 'the mirrored body');
+  // a chunked body, larger than what is held for replay, streams to both
+  const big = 'x'.repeat(100_000);
+  const chunked = await send(client.outboundURL, { method: 'POST', path: '/mirror/big', headers: { host: 'pod-service' }, body: Readable.from([Buffer.from('start:'), Buffer.from(big), Buffer.from(':end')]), agent });
+  assert.equal(chunked.status, 200);
+  assert.equal(json(chunked.body).body, `start:${big}:end`);
+  await eventually(() => bodies.shadow!.includes(`start:${big}:end`), 5000, 'the mirrored chunked body');
 });
 
 test('a mirror that is down changes nothing for the client', async () => {
