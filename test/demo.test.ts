@@ -66,6 +66,9 @@ test('tsmesh demo --mode loopback shows pod-b -> pod-a through both sidecars and
   assert.match(stdout, /client +GET attempt 1 .*\| 503/);
   assert.match(stdout, /client +GET attempt 2 .*\| 200/);
   assert.match(stdout, /web-app +GET .*\| 200/);
+  // the canary: an HTTPRoute written into the registry, applied live, then removed
+  assert.match(stdout, /100 calls to pod-service: \d+ answered by pod-a \(v1\), \d+ by pod-a-v2 \(weights 90\/10\)/);
+  assert.match(stdout, /3 calls with x-canary: 1: v2, v2, v2/);
 });
 
 test('tsmesh demo rejects a bad option with usage (exit 2)', async () => {
@@ -97,6 +100,8 @@ test('tsmesh demo --mode netns: plain curl in pod-b reaches pod-a through iptabl
   assert.match(stdout, new RegExp(`2\\. pod-b sidecar +-> pod-a sidecar +inbound {2}${pod}:15006 +\\d+\\.\\d+ ms {2}mesh hop`));
   assert.match(stdout, new RegExp(`3\\. pod-a sidecar +-> pod-a app +${pod}:8080 +\\d+\\.\\d+ ms {2}app time`));
   assert.match(stdout, /Every request went pod-b -> iptables -> its sidecar -> pod-a's sidecar -> pod-a's app and back\./);
+  assert.match(stdout, /100 calls to pod-service: \d+ answered by pod-a \(v1\), \d+ by pod-a-v2 \(weights 90\/10\)/);
+  assert.match(stdout, /3 calls with x-canary: 1: v2, v2, v2/);
 
   const named = namedNamespaces(stdout);
   assert.equal(named.length, 2);

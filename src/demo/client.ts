@@ -3,12 +3,12 @@
 import { request } from 'node:http';
 import type { DemoReply } from './mesh.ts';
 
-export function get(proxyURL: string, url: string, fromIP: string): Promise<DemoReply> {
+export function get(proxyURL: string, url: string, fromIP: string, headers: Record<string, string> = {}): Promise<DemoReply> {
   const proxy = new URL(proxyURL);
   const client = `node http, proxy ${proxy.host}`;
   const start = performance.now();
   return new Promise((resolve) => {
-    const req = request({ host: proxy.hostname, port: proxy.port, path: url, localAddress: fromIP, headers: { host: new URL(url).host }, agent: false }, (res) => {
+    const req = request({ host: proxy.hostname, port: proxy.port, path: url, localAddress: fromIP, headers: { ...headers, host: new URL(url).host }, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));

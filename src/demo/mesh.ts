@@ -51,8 +51,10 @@ export interface DemoMesh {
   readonly entry: EntryHop;
   /** the way every request should have gone, for the summary */
   readonly route: string;
-  /** pod-b's app sends GET `url` (e.g. http://pod-service/x) */
-  get(url: string): Promise<DemoReply>;
+  /** pod-b's app sends GET `url` (e.g. http://pod-service/x), with these request headers */
+  get(url: string, headers?: Record<string, string>): Promise<DemoReply>;
+  /** Rewrites the registry with these mesh routes and waits until pod-b's sidecar has loaded it. */
+  setRoutes(routes: readonly unknown[]): Promise<void>;
   /** the access lines the pod's sidecar has logged so far */
   accessLines(pod: 'a' | 'b'): readonly AccessLine[];
   /** every JSON log line the pod's sidecar has written so far */
@@ -82,6 +84,12 @@ export function jsonLines(output: string): Record<string, unknown>[] {
     }
   }
   return out;
+}
+
+/** Waits for a "registry loaded" line of a sidecar after the `seen` lines it had logged (its reload of the file). */
+export async function registryReloaded(lines: () => readonly Record<string, unknown>[], seen: number, timeoutMs = 10_000): Promise<void> {
+  const loaded = await waitFor(() => lines().slice(seen).find((l) => l.msg === 'registry loaded'), timeoutMs);
+  if (!loaded) throw new Error('the sidecar did not reload the registry');
 }
 
 /** Polls `find` until it returns something or `timeoutMs` passes (log lines arrive a little after the reply). */

@@ -5,15 +5,15 @@
 // no curl) calling http://pod-service/, with no proxy settings: the rules send it through the
 // sidecars. Service pod-service is a VIP that a kube-proxy stand-in forwards.
 import { netnsCluster, onPath, APP_UID, type NetnsCluster, type PodProcess } from '../localcluster/netns.ts';
-import { jsonLines, type AccessLine, type DemoMesh, type DemoPod, type DemoReply } from './mesh.ts';
-import { WEB_APP, FLAKY_SERVICE } from './app.ts';
+import { jsonLines, registryReloaded, type AccessLine, type DemoMesh, type DemoPod, type DemoReply } from './mesh.ts';
+import { WEB_APP, FLAKY_SERVICE, CANARY } from './app.ts';
 
 // pod-b's app when there is no curl: node's http, no agent, no proxy settings.
 const NODE_CLIENT = `
 import http from 'node:http';
 const start = performance.now();
 const done = (r) => console.log(JSON.stringify({ ...r, ms: performance.now() - start }));
-const req = http.get(process.argv[1], { agent: false, timeout: 10000 }, (res) => {
+const req = http.get(process.argv[1], { agent: false, timeout: 10000, headers: JSON.parse(process.argv[2] || '{}') }, (res) => {
   let body = '';
   res.setEncoding('utf8');
   res.on('data', (c) => (body += c));
@@ -44,10 +44,12 @@ export async function startNetnsMesh(options: NetnsOptions = {}): Promise<NetnsM
     pods: [
       { name: 'pod-a', labels: { app: 'web-app' }, sidecar: true, annotations },
       { name: 'pod-b', labels: { app: 'client' }, sidecar: true, annotations },
+      { name: CANARY.pod.name, labels: { ...CANARY.pod.labels }, sidecar: true, annotations },
     ],
     services: [
       { name: 'pod-service', ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web-app' } },
       { name: FLAKY_SERVICE.name, ports: [{ name: 'http', port: 80, targetPort: 8080 }], selector: { app: 'web-app' }, annotations: FLAKY_SERVICE.annotations },
+      ...CANARY.services.map((svc) => ({ ...svc, selector: { ...svc.selector }, ports: [...svc.ports] })),
     ],
     sidecarEnv: () => ({ TSMESH_DRAIN_TIMEOUT: '1s' }),
     mtls: true, // certificates from an embedded CA (TSMESH_TLS_DIR)
@@ -57,7 +59,9 @@ export async function startNetnsMesh(options: NetnsOptions = {}): Promise<NetnsM
   let useCurl: boolean;
   try {
     app = cluster.spawn('pod-a', [cluster.nodeBinary, '--input-type=module', '-e', WEB_APP], { uid: APP_UID });
+    const v2 = cluster.spawn(CANARY.pod.name, [cluster.nodeBinary, '--input-type=module', '-e', WEB_APP], { uid: APP_UID, env: { VERSION: 'v2' } });
     await app.waitForLine(/pod-a app listening/, 15_000);
+    await v2.waitForLine(/pod-a app listening/, 15_000);
     useCurl = options.client ? options.client === 'curl' : await onPath('curl');
   } catch (err) {
     await closeAll();
@@ -71,15 +75,16 @@ export async function startNetnsMesh(options: NetnsOptions = {}): Promise<NetnsM
   const pods: { a: DemoPod; b: DemoPod } = { a: { name: a.name, ip: a.ip, labels: a.labels }, b: { name: b.name, ip: b.ip, labels: b.labels } };
   const sidecarOf = (pod: 'a' | 'b') => (pod === 'a' ? a : b).sidecar;
 
-  const get = async (url: string): Promise<DemoReply> => {
+  const get = async (url: string, headers: Record<string, string> = {}): Promise<DemoReply> => {
     if (useCurl) {
-      const r = await cluster.exec('pod-b', ['curl', '-sS', '--max-time', '10', '-w', '\n%{http_code} %{time_total}', url], { uid: APP_UID, timeoutMs: 15_000 });
+      const h = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+      const r = await cluster.exec('pod-b', ['curl', '-sS', '--max-time', '10', ...h, '-w', '\n%{http_code} %{time_total}', url], { uid: APP_UID, timeoutMs: 15_000 });
       const at = r.stdout.lastIndexOf('\n');
       const [code, total] = r.stdout.slice(at + 1).split(' ');
       const status = Number(code) || 0;
       return { status, body: r.stdout.slice(0, Math.max(at, 0)), ms: Number(total) * 1000, client: 'curl', ...(status === 0 ? { error: r.stderr.trim() || `curl exited ${r.code}` } : {}) };
     }
-    const r = await cluster.node('pod-b', NODE_CLIENT, { uid: APP_UID, args: [url], timeoutMs: 15_000 });
+    const r = await cluster.node('pod-b', NODE_CLIENT, { uid: APP_UID, args: [url, JSON.stringify(headers)], timeoutMs: 15_000 });
     const line = jsonLines(r.stdout)[0] as Omit<DemoReply, 'client'> | undefined;
     return line ? { ...line, client: 'node http' } : { status: 0, body: '', ms: 0, client: 'node http', error: r.stderr.trim() || `exited ${r.code}` };
   };
@@ -91,11 +96,18 @@ export async function startNetnsMesh(options: NetnsOptions = {}): Promise<NetnsM
       `mode: network namespaces with iptables interception (pods are namespaces ${a.netns} and ${b.netns}, the app knows nothing of the mesh)`,
       `started pod-a (${a.ip}) with its app on 8080 as UID ${APP_UID}, pod-b (${b.ip}), Service pod-service at ${service.clusterIP}:80 -> 8080;`,
       `tsmesh init and a sidecar (UID 1337, certificate from an embedded CA) in each pod; pod-b's app is plain ${useCurl ? 'curl' : 'node http'} with no proxy settings (registry: ${cluster.registryFile})`,
+      `(and pod-a's version 2, ${CANARY.pod.name} (${cluster.pod(CANARY.pod.name).ip}), for the canary scene)`,
     ],
     pods,
     entry: { from: 'pod-b app -> iptables', where: `${service.clusterIP}:80 -> outbound 127.0.0.1:15001` },
     route: "pod-b -> iptables -> its sidecar -> pod-a's sidecar -> pod-a's app and back",
     get,
+    async setRoutes(routes) {
+      const lines = () => jsonLines(sidecarOf('b')?.output() ?? '');
+      const seen = lines().length;
+      await cluster.setRoutes(routes);
+      await registryReloaded(lines, seen);
+    },
     accessLines: (pod) => jsonLines(sidecarOf(pod)?.output() ?? '').filter((l): l is AccessLine => l.type === 'access'),
     logLines: (pod) => jsonLines(sidecarOf(pod)?.output() ?? ''),
     appTime: (path) => {

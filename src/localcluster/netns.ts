@@ -21,7 +21,7 @@
 // Everything is removed by close(), and by exit/SIGINT/SIGTERM/SIGHUP hooks if the process
 // never gets there. Needs root, iproute2 (ip, ss), iptables, util-linux (setpriv); curl() needs curl.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, mkdir, writeFile, rm, chmod, access, constants, stat } from 'node:fs/promises';
+import { mkdtemp, mkdir, writeFile, rename, rm, chmod, access, constants, stat } from 'node:fs/promises';
 import { createCA, writeWorkloadIdentity } from './identity.ts';
 import { realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -272,6 +272,8 @@ export class NetnsCluster {
   readonly tsmeshBin: string;
   private readonly processes = new Set<PodProcess>();
   private closed = false;
+  /** what the registry file holds (services and pods), for `setRoutes` */
+  registryData: Record<string, unknown> = {};
 
   /** the prefix that shows the project to pod users (see podAccess) */
   private readonly reveal: readonly string[];
@@ -435,6 +437,13 @@ export class NetnsCluster {
   }
 
   /** Stops every process and removes the namespaces and files. Safe to call twice. */
+  /** Rewrites the registry file with these mesh routes (HTTPRoute/GRPCRoute objects); the sidecars reload it. */
+  async setRoutes(routes: readonly unknown[]): Promise<void> {
+    const next = `${this.registryFile}.next`;
+    await writeFile(next, stringify({ ...this.registryData, routes }), { mode: 0o644 });
+    await rename(next, this.registryFile); // whole: a sidecar never reads half a file
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     await Promise.all([...this.processes].map((p) => p.stop(1000)));
@@ -717,6 +726,7 @@ async function build(cluster: NetnsCluster, options: ClusterOptions): Promise<vo
       ready: options.pods[i]!.ready ?? true,
     })),
   };
+  cluster.registryData = registry;
   await writeFile(cluster.registryFile, stringify(registry), { mode: 0o644 });
 
   // Interception and sidecars.

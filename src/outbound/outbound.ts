@@ -44,7 +44,6 @@ import type { GrpcMetrics } from '../h2/grpc-metrics.ts';
 import { IDEMPOTENT } from '../retry/replay.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { AddressMatch, ServiceTarget } from '../registry/view.ts';
-import type { RequestHead } from '../route/table.ts';
 import type { Endpoint } from '../registry/model.ts';
 import type { Logger } from '../log/log.ts';
 import type { Tracker } from '../lifecycle/tracker.ts';
@@ -55,7 +54,7 @@ import { workloadName } from '../metrics/workload.ts';
 import type { MeshMetrics } from '../metrics/mesh-metrics.ts';
 import { http1Head, modifyH2Response, modifyHttp1Response, modifyingResponses, redirectLines, rewriteH2, rewriteHttp1, routeStep, type RouteStep } from './route-step.ts';
 import { mirrorH2, mirrorHttp1, type MirrorTarget } from './mirror.ts';
-import { modifyHeaders, type Forward } from '../route/table.ts';
+import { modifyHeaders, type Forward, type RequestHead } from '../route/table.ts';
 import { routeKey, type RouteRef } from '../route/model.ts';
 import { RouteMetrics } from '../route/metrics.ts';
 

@@ -4,7 +4,8 @@ import type { Scene } from './scene.ts';
 import { requests } from './requests.ts';
 import { resilience } from './resilience.ts';
 import { trace } from './trace.ts';
+import { canary } from './canary.ts';
 
 export type { Scene, SceneContext } from './scene.ts';
 
-export const scenes: readonly Scene[] = [requests, resilience, trace];
+export const scenes: readonly Scene[] = [requests, resilience, trace, canary];
