@@ -118,11 +118,12 @@ test('a healthy cluster: every check passes, exit 0', async () => {
     'ok    webhook configuration: 1 webhook(s), caBundle = the mesh root',
     'ok    trust anchors in meshed namespaces: present and current in 1 namespace(s)',
     'ok    meshed pods: 1 meshed pod(s), every sidecar ready',
+    'ok    mesh routes (Gateway API): HTTPRoute (v1), GRPCRoute (v1) served',
   ]) {
     assert.ok(r.out.includes(line), `missing "${line}" in:\n${r.out}`);
   }
   assert.doesNotMatch(r.out, /FAIL|warn|skip/);
-  assert.match(r.out, /all 8 checks passed\n$/);
+  assert.match(r.out, /all 9 checks passed\n$/);
   // the control plane's permissions were asked as its service account
   assert.ok(kube.requests.some((q) => q.path.endsWith('/selfsubjectaccessreviews') && q.headers['impersonate-user'] === 'system:serviceaccount:tsmesh-system:tsmesh-injector'));
 });
@@ -175,7 +176,7 @@ test('a broken cluster: each condition that does not hold fails its line with a 
     assert.match(r.out, hint);
   }
   assert.match(r.out, /^ok {4}root certificate: valid until/m);
-  assert.match(r.out, /5 of 8 checks did not pass/);
+  assert.match(r.out, /5 of 9 checks did not pass/);
 
   // once the sidecar is ready, the other version is a warning: it passes, and says to restart
   kube.put(meshedPod('billing', 'pay-1'));
@@ -184,6 +185,20 @@ test('a broken cluster: each condition that does not hold fails its line with a 
   assert.equal(meshed.outcome, 'warn');
   assert.match(meshed.detail, /1 of 3 meshed pods run another sidecar than .*: shop\/web-2 \(ghcr\.io\/tsmesh\/tsmesh:0\.0\.9\)/);
   assert.match(meshed.hint!, /restart them/);
+});
+
+test('without the Gateway API CRDs: mesh routes are unavailable, a warning (the mesh works without them); HTTPRoute v1beta1 alone is served', async () => {
+  const kube = await healthyCluster();
+  kube.unserve('gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1', 'gateway.networking.k8s.io/v1alpha2');
+  const r = await check([], kube.url);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /^warn {2}mesh routes \(Gateway API\): routes unavailable: the API server does not serve HTTPRoute, GRPCRoute; the mesh works without them$/m);
+  assert.match(r.out, /hint: to route with HTTPRoute\/GRPCRoute, install the Gateway API CRDs/);
+  assert.match(r.out, /all 9 checks passed \(1 with a warning\)/);
+  kube.serve('gateway.networking.k8s.io/v1beta1');
+  const older = (await runChecks({ kubeConfig: kube.kubeConfig(), namespace: NS, pre: false })).find((c) => c.name === 'mesh routes (Gateway API)')!;
+  assert.equal(older.outcome, 'warn');
+  assert.match(older.detail, /does not serve GRPCRoute \(it serves HTTPRoute \(v1beta1\)\)/);
 });
 
 test('the root certificate: expired fails, expiring soon warns', async () => {
@@ -236,6 +251,6 @@ test("the control plane's permissions are deploy/injector/rbac.yaml's, one per v
       ),
     )
     .sort();
-  const ours = CONTROL_PLANE_PERMISSIONS.map((p) => JSON.stringify({ verb: p.verb, group: p.group, resource: p.resource, name: p.name, ns: p.inControlPlaneNamespace ?? false })).sort();
+  const ours = CONTROL_PLANE_PERMISSIONS.map((p) => JSON.stringify({ verb: p.verb, group: p.group, resource: p.subresource ? `${p.resource}/${p.subresource}` : p.resource, name: p.name, ns: p.inControlPlaneNamespace ?? false })).sort();
   assert.deepEqual(ours, fromYaml);
 });

@@ -3,7 +3,7 @@
 // API server answers, its version, and the installer's permissions. After: the control
 // plane's permissions, the webhook configuration and its caBundle, the control plane's
 // readiness, the root certificate's expiry, the trust anchors in meshed namespaces and the
-// meshed pods' sidecars. A check that cannot ask (no answer, no permission) fails naming
+// meshed pods' sidecars, and whether the Gateway API routes are served (mesh routes). A check that cannot ask (no answer, no permission) fails naming
 // what it tried, the API server and the cause.
 import { X509Certificate } from 'node:crypto';
 import {
@@ -11,6 +11,7 @@ import {
   AppsV1Api,
   AuthorizationV1Api,
   CoreV1Api,
+  CustomObjectsApi,
   VersionApi,
   setHeaderOptions,
   type KubeConfig,
@@ -25,6 +26,8 @@ import { TRUST_ANCHOR_CONFIGMAP, TRUST_ANCHOR_KEY } from '../ca/store.ts';
 import { apiServerOf } from '../kube/config.ts';
 import { kubeApiError, statusOf } from '../kube/errors.ts';
 import { CONTROL_PLANE_PERMISSIONS, INSTALL_PERMISSIONS, describePermission, type Permission } from './rbac.ts';
+import { ROUTE_RESOURCES } from '../discovery/routes.ts';
+import { GATEWAY_GROUP } from '../../src/route/model.ts';
 
 /** Names deploy/ gives the control plane's objects. */
 const CONTROL_PLANE = 'tsmesh-injector'; // Deployment, ServiceAccount, Service, MutatingWebhookConfiguration
@@ -63,6 +66,7 @@ interface Context {
   readonly apps: AppsV1Api;
   readonly admission: AdmissionregistrationV1Api;
   readonly authz: AuthorizationV1Api;
+  readonly custom: CustomObjectsApi;
   readonly version: VersionApi;
   readonly now: number;
   /** a call to the API server: its answer, or a KubeApiError naming what, where and why */
@@ -94,7 +98,7 @@ async function denied(ctx: Context, permissions: readonly Permission[], as?: str
     const body = {
       apiVersion: 'authorization.k8s.io/v1',
       kind: 'SelfSubjectAccessReview',
-      spec: { resourceAttributes: { verb: p.verb, group: p.group, resource: p.resource, ...(p.name ? { name: p.name } : {}), ...(p.inControlPlaneNamespace ? { namespace: ctx.namespace } : {}) } },
+      spec: { resourceAttributes: { verb: p.verb, group: p.group, resource: p.resource, ...(p.subresource ? { subresource: p.subresource } : {}), ...(p.name ? { name: p.name } : {}), ...(p.inControlPlaneNamespace ? { namespace: ctx.namespace } : {}) } },
     };
     const review = await ctx.call(`create a SelfSubjectAccessReview${as ? ` as ${as}` : ''}`, () =>
       as ? ctx.authz.createSelfSubjectAccessReview({ body }, setHeaderOptions('Impersonate-User', as)) : ctx.authz.createSelfSubjectAccessReview({ body }),
@@ -120,6 +124,37 @@ function proxyContainer(pod: V1Pod): { spec: V1Container; status: V1ContainerSta
   return undefined;
 }
 
+/** Mesh routes (docs/routing.md): which Gateway API route kinds the API server serves, as the control plane probes them. */
+const MESH_ROUTES: Check = {
+  name: 'mesh routes (Gateway API)',
+  pre: false,
+  full: true,
+  async run(ctx) {
+    const served: string[] = [];
+    const missing: string[] = [];
+    for (const r of ROUTE_RESOURCES) {
+      let version: string | undefined;
+      for (const v of r.versions) {
+        try {
+          await ctx.call(`list ${r.plural}.${GATEWAY_GROUP} ${v}`, () => ctx.custom.listClusterCustomObject({ group: GATEWAY_GROUP, version: v, plural: r.plural, limit: 1 }));
+          version = v;
+          break;
+        } catch (err) {
+          if (statusOf(err) !== 404) throw err;
+        }
+      }
+      if (version) served.push(`${r.kind} (${version})`);
+      else missing.push(r.kind);
+    }
+    if (missing.length) {
+      return warn(
+        `routes unavailable: the API server does not serve ${missing.join(', ')}${served.length ? ` (it serves ${served.join(', ')})` : ''}; the mesh works without them`,
+        'to route with HTTPRoute/GRPCRoute, install the Gateway API CRDs (standard channel, v1.1 or newer); the control plane picks them up within a minute',
+      );
+    }
+    return ok(`${served.join(', ')} served: HTTPRoutes and GRPCRoutes whose parent is a Service are applied`);
+  },
+};
 const CHECKS: readonly Check[] = [
   {
     name: 'Kubernetes version',
@@ -284,6 +319,7 @@ const CHECKS: readonly Check[] = [
       return ok(`${meshed.length} meshed pod(s), every sidecar ready and at ${expected}`);
     },
   },
+  MESH_ROUTES,
 ];
 
 /** Runs the checks that apply; the API server's reachability first, the others only if it answers. */
@@ -312,6 +348,7 @@ export async function runChecks(options: CheckOptions): Promise<CheckResult[]> {
     apps: kc.makeApiClient(AppsV1Api),
     admission: kc.makeApiClient(AdmissionregistrationV1Api),
     authz: kc.makeApiClient(AuthorizationV1Api),
+    custom: kc.makeApiClient(CustomObjectsApi),
     version: kc.makeApiClient(VersionApi),
     now: (options.now ?? Date.now)(),
     call,

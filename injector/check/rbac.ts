@@ -7,6 +7,8 @@ export interface Permission {
   readonly verb: string;
   readonly group: string;
   readonly resource: string;
+  /** e.g. "status": RBAC's "resource/subresource" */
+  readonly subresource?: string;
   readonly name?: string;
   /** set for a namespaced Role's rule: the control plane's namespace */
   readonly inControlPlaneNamespace?: boolean;
@@ -24,6 +26,8 @@ export const CONTROL_PLANE_PERMISSIONS: readonly Permission[] = [
   ...each(['list', 'watch'], '', 'services'),
   ...each(['list', 'watch'], '', 'pods'),
   ...each(['list', 'watch'], 'discovery.k8s.io', 'endpointslices'),
+  ...['httproutes', 'grpcroutes'].flatMap((r) => each(['get', 'list', 'watch'], 'gateway.networking.k8s.io', r)),
+  ...['httproutes', 'grpcroutes'].flatMap((r) => each(['update'], 'gateway.networking.k8s.io', r, { subresource: 'status' })),
   ...each(['create'], '', 'secrets', { inControlPlaneNamespace: true }),
   ...each(['get'], '', 'secrets', { name: 'tsmesh-ca', inControlPlaneNamespace: true }),
   ...each(['get', 'update'], '', 'secrets', { name: 'tsmesh-injector-tls', inControlPlaneNamespace: true }),
@@ -44,6 +48,6 @@ export const INSTALL_PERMISSIONS: readonly Permission[] = [
 
 /** "get secrets/tsmesh-ca in tsmesh-system", "create mutatingwebhookconfigurations.admissionregistration.k8s.io". */
 export function describePermission(p: Permission, namespace: string): string {
-  const resource = p.group ? `${p.resource}.${p.group}` : p.resource;
+  const resource = `${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.group ? `.${p.group}` : ''}`;
   return `${p.verb} ${resource}${p.name ? `/${p.name}` : ''}${p.inControlPlaneNamespace ? ` in ${namespace}` : ''}`;
 }

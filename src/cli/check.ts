@@ -15,8 +15,9 @@ service account), one line per condition, with a hint under each that does not h
   with --pre (before installing): your permissions to install deploy/;
   without: the control plane's permissions (SelfSubjectAccessReview as its service account),
   the control plane ready, the root certificate's expiry, the webhook configuration and its
-  caBundle (the mesh root), the trust anchor in every meshed namespace, and meshed pods whose
-  sidecar is not ready or is another version than the control plane injects.
+  caBundle (the mesh root), the trust anchor in every meshed namespace, meshed pods whose
+  sidecar is not ready or is another version than the control plane injects, and whether the
+  Gateway API routes are served (mesh routes).
 Exit code 0 when every check passes (warnings included), 1 otherwise.
 
 Options:
