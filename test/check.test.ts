@@ -6,11 +6,11 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { KubeStandin, type KubeObject } from './harness/kube-standin.ts';
+import { KubeStandin, writeKubeconfig, type KubeObject } from './harness/kube-standin.ts';
 import { createCA } from '../injector/ca/index.ts';
 import { runChecks } from '../injector/check/checks.ts';
 import { CONTROL_PLANE_PERMISSIONS } from '../injector/check/rbac.ts';
@@ -78,23 +78,8 @@ async function healthyCluster(): Promise<KubeStandin> {
   return kube;
 }
 
-async function kubeconfigFor(server: string): Promise<string> {
-  const file = join(dir, `kubeconfig-${Math.random().toString(36).slice(2)}`);
-  await writeFile(
-    file,
-    `apiVersion: v1
-kind: Config
-clusters: [{ name: c, cluster: { server: "${server}", insecure-skip-tls-verify: true } }]
-users: [{ name: u, user: { token: t } }]
-contexts: [{ name: test-context, context: { cluster: c, user: u } }]
-current-context: test-context
-`,
-  );
-  return file;
-}
-
 function check(args: string[], server: string): Promise<{ code: number; out: string }> {
-  return kubeconfigFor(server).then(
+  return writeKubeconfig(join(dir, `kubeconfig-${Math.random().toString(36).slice(2)}`), server).then(
     (KUBECONFIG) =>
       new Promise((resolve) => {
         execFile(process.execPath, [TSMESH, 'check', ...args], { env: { PATH: process.env.PATH ?? '', HOME: dir, KUBECONFIG }, timeout: 60_000 }, (err, stdout, stderr) => {

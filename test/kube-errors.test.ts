@@ -6,10 +6,10 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
-import { mkdtemp, writeFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KubeStandin } from './harness/kube-standin.ts';
+import { KubeStandin, writeKubeconfig } from './harness/kube-standin.ts';
 
 const TSMESH = join(import.meta.dirname, '..', 'bin', 'tsmesh.js');
 const dir = await mkdtemp(join(tmpdir(), 'tsmesh-kube-errors-'));
@@ -24,20 +24,6 @@ function tsmesh(args: string[], env: Record<string, string>): Promise<{ code: nu
   });
 }
 
-async function kubeconfig(name: string, server: string): Promise<string> {
-  const file = join(dir, name);
-  await writeFile(
-    file,
-    `apiVersion: v1
-kind: Config
-clusters: [{ name: c, cluster: { server: "${server}", insecure-skip-tls-verify: true } }]
-users: [{ name: u, user: { token: t } }]
-contexts: [{ name: x, context: { cluster: c, user: u } }]
-current-context: x
-`,
-  );
-  return file;
-}
 
 /** A port on 127.0.0.1 where nothing listens (connections are refused). */
 async function closedPort(): Promise<number> {
@@ -50,7 +36,7 @@ async function closedPort(): Promise<number> {
 
 test('the injector against an API server that refuses: what it tried, the server, ECONNREFUSED', async () => {
   const server = `http://127.0.0.1:${await closedPort()}`;
-  const r = await tsmesh(['injector'], { KUBECONFIG: await kubeconfig('refused', server) });
+  const r = await tsmesh(['injector'], { KUBECONFIG: await writeKubeconfig(join(dir, 'refused'), server) });
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, /^tsmesh injector: cannot read Secret tsmesh-system\/tsmesh-ca/m);
   assert.match(r.stderr, /ECONNREFUSED/);
@@ -62,7 +48,7 @@ test("the injector against an API server that forbids: the server's own message"
   const kube = await KubeStandin.start();
   after(() => kube.close());
   kube.use((req) => (req.path.includes('/secrets/') ? { status: 403, body: kube.status(403, 'Forbidden', 'secrets "tsmesh-ca" is forbidden: User "u" cannot get resource "secrets"') } : undefined));
-  const r = await tsmesh(['injector'], { KUBECONFIG: await kubeconfig('forbidden', kube.url) });
+  const r = await tsmesh(['injector'], { KUBECONFIG: await writeKubeconfig(join(dir, 'forbidden'), kube.url) });
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, /cannot read Secret tsmesh-system\/tsmesh-ca: HTTP 403: secrets "tsmesh-ca" is forbidden/);
   assert.ok(r.stderr.includes(`API server ${kube.url}`), r.stderr);

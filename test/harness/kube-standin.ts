@@ -39,6 +39,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import fastJsonPatch from 'fast-json-patch';
 
@@ -726,4 +727,22 @@ function parseFieldSelector(selector: string): ((o: KubeObject) => boolean)[] {
     };
     return op === '!=' ? (o) => value(o) !== v : (o) => value(o) === v;
   });
+}
+
+/**
+ * Writes a kubeconfig whose current context talks to `server` with a bearer token and no TLS
+ * verification (the stand-in's self-made certificate), for commands run with KUBECONFIG.
+ */
+export async function writeKubeconfig(file: string, server: string): Promise<string> {
+  await writeFile(
+    file,
+    `apiVersion: v1
+kind: Config
+clusters: [{ name: c, cluster: { server: "${server}", insecure-skip-tls-verify: true } }]
+users: [{ name: u, user: { token: t } }]
+contexts: [{ name: test-context, context: { cluster: c, user: u } }]
+current-context: test-context
+`,
+  );
+  return file;
 }
