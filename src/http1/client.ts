@@ -19,7 +19,7 @@ import { parseResponseHead, scanHead, hasToken, type ResponseHead } from './head
 import { ChunkedFramer } from './body.ts';
 import type { BodySink, ServerRequest } from './server.ts';
 import { classifyUpstreamError, ProxyError } from '../errors/errors.ts';
-import { poolKey, type Destination, type Dialer } from '../upstream/dial.ts';
+import { APP_IDLE_MS, MESH_IDLE_MS, poolKey, type Destination, type Dialer } from '../upstream/dial.ts';
 
 export interface Http1PoolOptions {
   /** Connections open at most per destination; requests beyond wait. */
@@ -53,8 +53,8 @@ export class Http1Pools {
   constructor(dialer: Dialer, options: Http1PoolOptions = {}) {
     this.#dialer = dialer;
     this.#max = options.maxPerEndpoint ?? 256;
-    this.#meshIdleMs = options.meshIdleMs ?? 50_000;
-    this.#appIdleMs = options.appIdleMs ?? 4_000;
+    this.#meshIdleMs = options.meshIdleMs ?? MESH_IDLE_MS;
+    this.#appIdleMs = options.appIdleMs ?? APP_IDLE_MS;
   }
 
   poolFor(dest: Destination): EndpointPool {

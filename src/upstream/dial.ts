@@ -9,6 +9,15 @@ import { MESH_ALPN } from '../mtls/index.ts';
 import type { MeshTls } from '../mtls/index.ts';
 import { spiffeIdOf } from '../identity/spiffe.ts';
 
+/**
+ * How long an idle pooled connection is kept: to a peer sidecar (whose inbound keeps it 60 s),
+ * and to an app, closed before the usual 5 s keep-alive timeout of app servers so a
+ * connection the server is closing is not reused. Both pools (the raw-socket core's and the
+ * node:http agents for WebSocket) use these.
+ */
+export const MESH_IDLE_MS = 50_000;
+export const APP_IDLE_MS = 4_000;
+
 export interface Destination {
   readonly ip: string;
   readonly port: number;

@@ -4,7 +4,7 @@
 // keep-alive timeout of app servers, to avoid reusing a connection the server is closing.
 import { Agent, type AgentOptions } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { poolKey, type Destination, type Dialer } from './dial.ts';
+import { APP_IDLE_MS, MESH_IDLE_MS, poolKey, type Destination, type Dialer } from './dial.ts';
 
 class DestinationAgent extends Agent {
   readonly #dialer: Dialer;
@@ -36,8 +36,8 @@ export class ConnectionPools {
 
   constructor(dialer: Dialer, options: { meshIdleMs?: number; appIdleMs?: number } = {}) {
     this.#dialer = dialer;
-    this.#meshIdleMs = options.meshIdleMs ?? 50_000;
-    this.#appIdleMs = options.appIdleMs ?? 4_000;
+    this.#meshIdleMs = options.meshIdleMs ?? MESH_IDLE_MS;
+    this.#appIdleMs = options.appIdleMs ?? APP_IDLE_MS;
   }
 
   agentFor(dest: Destination): Agent {
