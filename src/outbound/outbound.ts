@@ -163,7 +163,8 @@ export function createOutbound(deps: OutboundDeps): Outbound {
 
   /** The route step for a request routed to a service port (a call to one pod has no routes). */
   const withRoutes = (routed: Routed, head: () => RequestHead, go: (routed: Routed, step: RouteStep | undefined) => void): void => {
-    if (!routed.target) return go(routed, undefined);
+    // no route applies (the common case): no request head built, no step, no copy of `routed`
+    if (!routed.target || !registry.view.routeTable(routed.target, deps.namespace)) return go(routed, undefined);
     routeStep(registry, deps.namespace, random, routed.target, head(), (step) => {
       if (step.type === 'service') return go({ ...routed, target: step.target, parent: step.parent, route: step.route }, step);
       go({ ...routed, target: undefined, parent: step.parent, route: step.route }, step);
