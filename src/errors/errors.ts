@@ -1,22 +1,27 @@
 // Every error tsmesh makes has a stable code, registered here once (as fastify does).
-// The proxy's own HTTP errors map to a status and an `x-tsmesh-error` reason in one place:
-// see `proxyErrorResponse` in ./response.ts.
+// The proxy's own HTTP errors map to a status, an `x-tsmesh-error` reason and the gRPC status a
+// gRPC client sees, in this one table; ./response.ts turns them into the client's answer.
+
+// gRPC status codes (the canonical numbers; src/h2/grpc.ts names them all)
+const UNAVAILABLE = 14, DEADLINE_EXCEEDED = 4, PERMISSION_DENIED = 7, INTERNAL = 13, RESOURCE_EXHAUSTED = 8, UNIMPLEMENTED = 12;
 
 export const codes = {
   // proxy errors sent to clients (DESIGN.md: x-tsmesh-error reasons)
-  CIRCUIT_OPEN: { reason: 'circuit-open', status: 503 },
-  NO_HEALTHY_ENDPOINTS: { reason: 'no-healthy-endpoints', status: 503 },
-  TIMEOUT: { reason: 'timeout', status: 504 },
-  CONNECT_FAILURE: { reason: 'connect-failure', status: 502 },
-  FORBIDDEN: { reason: 'forbidden', status: 403 },
-  UPSTREAM_RESET: { reason: 'upstream-reset', status: 502 },
-  BAD_REQUEST: { reason: 'bad-request', status: 400 },
-  OVERLOADED: { reason: 'overloaded', status: 503 },
-  BODY_TOO_LARGE: { reason: 'body-too-large', status: 413 },
-  HEADERS_TOO_LARGE: { reason: 'headers-too-large', status: 431 },
+  CIRCUIT_OPEN: { reason: 'circuit-open', status: 503, grpc: UNAVAILABLE },
+  NO_HEALTHY_ENDPOINTS: { reason: 'no-healthy-endpoints', status: 503, grpc: UNAVAILABLE },
+  TIMEOUT: { reason: 'timeout', status: 504, grpc: DEADLINE_EXCEEDED },
+  CONNECT_FAILURE: { reason: 'connect-failure', status: 502, grpc: UNAVAILABLE },
+  FORBIDDEN: { reason: 'forbidden', status: 403, grpc: PERMISSION_DENIED },
+  UPSTREAM_RESET: { reason: 'upstream-reset', status: 502, grpc: UNAVAILABLE },
+  BAD_REQUEST: { reason: 'bad-request', status: 400, grpc: INTERNAL },
+  OVERLOADED: { reason: 'overloaded', status: 503, grpc: RESOURCE_EXHAUSTED },
+  BODY_TOO_LARGE: { reason: 'body-too-large', status: 413, grpc: RESOURCE_EXHAUSTED },
+  HEADERS_TOO_LARGE: { reason: 'headers-too-large', status: 431, grpc: INTERNAL },
+  // an HTTP/1.1 request head that did not arrive within TSMESH_HEADERS_TIMEOUT (slowloris)
+  HEADERS_TIMEOUT: { reason: 'timeout', status: 408, grpc: DEADLINE_EXCEEDED },
   // mesh routes (src/route): the Gateway API's answers when routes apply
-  NO_ROUTE: { reason: 'no-route', status: 404 },
-  INVALID_BACKEND: { reason: 'invalid-backend', status: 500 },
+  NO_ROUTE: { reason: 'no-route', status: 404, grpc: UNIMPLEMENTED },
+  INVALID_BACKEND: { reason: 'invalid-backend', status: 500, grpc: INTERNAL },
 } as const;
 
 export type ProxyErrorCode = keyof typeof codes;
@@ -41,6 +46,10 @@ export class ProxyError extends CodedError<ProxyErrorCode> {
   }
   get status(): number {
     return codes[this.code].status;
+  }
+  /** The gRPC status a gRPC client sees for it (`x-tsmesh-error` stays as metadata). */
+  get grpcStatus(): number {
+    return codes[this.code].grpc;
   }
 }
 

@@ -21,11 +21,11 @@
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { ProxyError } from '../errors/errors.ts';
 import { bodyTooLarge } from '../http/limits.ts';
-import { ERROR_HEADER } from '../errors/response.ts';
+import { grpcErrorTrailers, proxyErrorResponse } from '../errors/response.ts';
 import { REPLAY_LIMIT } from '../retry/replay.ts';
 import { classify, peerErrorOf, type Classification } from '../classify/classify.ts';
 import type { H2Session } from '../upstream/h2-pool.ts';
-import { encodeGrpcMessage, grpcStatusOf, GrpcStatus, GRPC_STATUS_OF_PROXY_ERROR } from './grpc.ts';
+import { grpcStatusOf, GrpcStatus } from './grpc.ts';
 import { responseHeaders } from './headers.ts';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants;
@@ -274,25 +274,19 @@ export class ProxiedStream {
   fail(err: ProxyError): number | undefined {
     const { client } = this;
     if (client.closed || client.destroyed) return undefined;
-    const grpcStatus = GRPC_STATUS_OF_PROXY_ERROR[err.code];
     if (!client.headersSent) {
       this.#completed = true;
-      if (this.grpc) {
-        this.grpcStatus = grpcStatus;
-        client.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatus), 'grpc-message': encodeGrpcMessage(`${err.reason}: ${err.message}`), [ERROR_HEADER]: err.reason }, { endStream: true });
-        if (err.code === 'BODY_TOO_LARGE') client.close(NGHTTP2_NO_ERROR);
-        return 200;
-      }
-      const body = `${err.reason}: ${err.message}\n`;
-      client.respond({ ':status': err.status, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), [ERROR_HEADER]: err.reason });
-      client.end(body);
+      const answer = proxyErrorResponse(err, this.grpc);
+      if (this.grpc) this.grpcStatus = err.grpcStatus;
+      client.respond({ ':status': answer.status, ...answer.headers }, { endStream: this.grpc });
+      if (!this.grpc) client.end(answer.body);
       if (err.code === 'BODY_TOO_LARGE') client.close(NGHTTP2_NO_ERROR); // after the answer: the rest of the body is not wanted
-      return err.status;
+      return answer.status;
     }
     const up = this.#upstream;
     if (this.grpc && up && !client.writableEnded) {
-      this.grpcStatus = grpcStatus;
-      this.#errorTrailers = { 'grpc-status': String(grpcStatus), 'grpc-message': encodeGrpcMessage(`${err.reason}: ${err.message}`), [ERROR_HEADER]: err.reason };
+      this.grpcStatus = err.grpcStatus;
+      this.#errorTrailers = grpcErrorTrailers(err);
       up.unpipe(client);
       if (!up.closed) up.close(NGHTTP2_CANCEL);
       client.end();

@@ -1,8 +1,7 @@
 // gRPC over HTTP/2, as far as the proxy needs it (the gRPC "PROTOCOL-HTTP2" spec): which requests
-// are gRPC calls, the status codes, the `grpc-timeout` deadline, and the proxy's own errors as
-// gRPC statuses (a gRPC client reads `grpc-status`, not the HTTP status).
+// are gRPC calls, the status codes, the `grpc-timeout` deadline, `grpc-message`'s encoding. The
+// gRPC status of each of the proxy's own errors is in the code registry (src/errors/errors.ts).
 import type { IncomingHttpHeaders } from 'node:http2';
-import type { ProxyErrorCode } from '../errors/errors.ts';
 
 /** The canonical status codes, by number. */
 export const GRPC_STATUS_NAMES = [
@@ -77,22 +76,6 @@ export function formatGrpcTimeout(ms: number): string {
   const s = Math.ceil(whole / 1000);
   return s < 1e8 ? `${s}S` : `${Math.min(99_999_999, Math.ceil(s / 3600))}H`;
 }
-
-/** The gRPC status a client sees for each error the proxy makes (x-tsmesh-error stays as metadata). */
-export const GRPC_STATUS_OF_PROXY_ERROR: Record<ProxyErrorCode, number> = {
-  CIRCUIT_OPEN: GrpcStatus.UNAVAILABLE,
-  NO_HEALTHY_ENDPOINTS: GrpcStatus.UNAVAILABLE,
-  CONNECT_FAILURE: GrpcStatus.UNAVAILABLE,
-  UPSTREAM_RESET: GrpcStatus.UNAVAILABLE,
-  TIMEOUT: GrpcStatus.DEADLINE_EXCEEDED,
-  FORBIDDEN: GrpcStatus.PERMISSION_DENIED,
-  BAD_REQUEST: GrpcStatus.INTERNAL,
-  HEADERS_TOO_LARGE: GrpcStatus.INTERNAL,
-  OVERLOADED: GrpcStatus.RESOURCE_EXHAUSTED,
-  BODY_TOO_LARGE: GrpcStatus.RESOURCE_EXHAUSTED,
-  NO_ROUTE: GrpcStatus.UNIMPLEMENTED,
-  INVALID_BACKEND: GrpcStatus.INTERNAL,
-};
 
 /** grpc-message is percent-encoded (the spec's percent-encoding of bytes outside 0x20-0x7E and "%"). */
 export function encodeGrpcMessage(text: string): string {

@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import { stripHopByHop } from './headers.ts';
 import type { ProxyError } from '../errors/errors.ts';
 import { classifyUpstreamError } from '../errors/errors.ts';
+import { endWithProxyError } from '../errors/response.ts';
 
 export interface Forwarder {
   /** Forwards a WebSocket (any HTTP/1.1 Upgrade) request; `done` runs once when it ends. */
@@ -54,9 +55,8 @@ export function createForwarder(): Forwarder {
       proxy.ws(req, socket, head, { target, agent }, (err) => {
         error = classifyUpstreamError(err);
         status = error.status;
-        if (socket.writable && !socket.destroyed) {
-          socket.end(`HTTP/1.1 ${error.status} ${error.reason}\r\nx-tsmesh-error: ${error.reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-        } else socket.destroy();
+        if (socket.writable && !socket.destroyed) endWithProxyError(socket, error);
+        else socket.destroy();
       });
     },
 

@@ -17,8 +17,8 @@ import type { Socket } from 'node:net';
 import type { HeadError} from './head.ts';
 import { parseRequestHead, scanHead, type Headers, type RequestHead } from './head.ts';
 import { ChunkedFramer } from './body.ts';
-import { codes, ProxyError } from '../errors/errors.ts';
-import { ERROR_HEADER } from '../errors/response.ts';
+import { ProxyError } from '../errors/errors.ts';
+import { headerLines, proxyErrorResponse, rawProxyErrorResponse } from '../errors/response.ts';
 import type { Logger } from '../log/log.ts';
 import { bodyTooLarge } from '../http/limits.ts';
 
@@ -154,10 +154,10 @@ export class ServerRequest<C = unknown> {
     }
     // a body not read to its end leaves the connection unusable for a next request
     if (!this.bodyDone) this.closeAfter = true;
-    const body = `${err.reason}: ${err.message}\n`;
-    this.writeHead(err.status, '', `content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${ERROR_HEADER}: ${err.reason}\r\n`, 'length', Buffer.from(body));
+    const answer = proxyErrorResponse(err);
+    this.writeHead(answer.status, '', headerLines(answer.headers), 'length', Buffer.from(answer.body));
     this.end();
-    return err.status;
+    return answer.status;
   }
 }
 
@@ -407,17 +407,15 @@ export class ServerConnection<C = unknown> {
 
   /** A head the parser refused: 400 (431 when too large), then the connection closes. */
   #refuse(err: HeadError): void {
-    const { reason, status } = err.tooLarge ? codes.HEADERS_TOO_LARGE : codes.BAD_REQUEST;
     this.#server.log.warn({ code: err.tooLarge ? 'HPE_HEADER_OVERFLOW' : 'HPE_INVALID', direction: this.#server.direction, client: this.socket.remoteAddress, reason: err.message }, `refused a malformed request: ${err.message}`);
-    this.#closeWith(status, err.tooLarge ? 'Request Header Fields Too Large' : 'Bad Request', reason, err.tooLarge ? 'request headers exceed the limit' : err.message);
+    this.#closeWith(err.tooLarge ? new ProxyError('HEADERS_TOO_LARGE', 'request headers exceed the limit') : new ProxyError('BAD_REQUEST', err.message));
   }
 
-  #closeWith(status: number, text: string, reason: string, message: string): void {
+  #closeWith(err: ProxyError): void {
     this.#state = STATE_CLOSED;
     this.#pending = undefined;
     this.#detach();
-    const body = `${reason}: ${message}\n`;
-    this.socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: text/plain\r\nx-tsmesh-error: ${reason}\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    this.socket.end(rawProxyErrorResponse(err));
     this.#server.connections.delete(this);
   }
 
@@ -425,7 +423,7 @@ export class ServerConnection<C = unknown> {
   headersTimedOut(): void {
     if (this.#state !== STATE_HEAD) return;
     this.#server.log.warn({ code: 'TSMESH_HEADERS_TIMEOUT', direction: this.#server.direction, client: this.socket.remoteAddress }, 'closed a connection whose request headers did not arrive in time (TSMESH_HEADERS_TIMEOUT)');
-    this.#closeWith(408, 'Request Timeout', 'timeout', 'the request headers did not arrive in time');
+    this.#closeWith(new ProxyError('HEADERS_TIMEOUT', 'the request headers did not arrive in time'));
     this.socket.destroySoon();
   }
 
