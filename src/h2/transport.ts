@@ -1,12 +1,12 @@
 // An HTTP/2 stream (a gRPC call, or any HTTP/2 request) as the exchange's Transport
-// (src/outbound/exchange.ts): each try is a new stream on the chosen endpoint's shared HTTP/2
+// (src/upstream/transport.ts): each try is a new stream on the chosen endpoint's shared HTTP/2
 // session, with `x-tsmesh-attempt` and, when the call has a deadline, the time left of it as
 // `grpc-timeout`.
 import type { OutgoingHttpHeaders } from 'node:http2';
 import type { Endpoint } from '../registry/model.ts';
 import type { H2Session } from '../upstream/h2-pool.ts';
 import { ProxyError } from '../errors/errors.ts';
-import type { Transport } from '../outbound/exchange.ts';
+import type { Transport } from '../upstream/transport.ts';
 import type { ProxiedStream} from './forward.ts';
 import { statusOf, type H2Response } from './forward.ts';
 import { formatGrpcTimeout } from './grpc.ts';

@@ -1,4 +1,4 @@
-// A raw-socket HTTP/1.1 request as the exchange's Transport (src/outbound/exchange.ts), and the
+// A raw-socket HTTP/1.1 request as the exchange's Transport (src/upstream/transport.ts), and the
 // inbound's single forward to the app. The request's state lives in one object per request
 // (its methods are what the exchange calls), not in closures. A replayable request (idempotent,
 // or marked `x-tsmesh-retry: true`) has its body read first, up to 64 KiB, so a retry can send
@@ -10,7 +10,7 @@ import { IDEMPOTENT, REPLAY_LIMIT } from '../retry/replay.ts';
 import { stripHopByHop } from '../http/headers.ts';
 import type { Endpoint } from '../registry/model.ts';
 import type { Destination } from '../upstream/dial.ts';
-import type { Transport } from '../outbound/exchange.ts';
+import type { Transport } from '../upstream/transport.ts';
 import type { BodySink, ServerRequest } from './server.ts';
 import { UpstreamAttempt, type Http1Pools, type ResponseListener, type UpstreamHandlers } from './client.ts';
 

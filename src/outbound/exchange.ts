@@ -12,7 +12,7 @@
 //   endpoint   per-try timeout -> the transport's attempt (pool -> forward)
 // The state of one request lives in this handler; the pipeline stays a list of stages. What
 // differs between HTTP/1.1 and HTTP/2 (how a try is sent, how a response head classifies, how
-// a response or an error reaches the client) is the Transport.
+// a response or an error reaches the client) is the Transport (src/upstream/transport.ts).
 import { ProxyError } from '../errors/errors.ts';
 import { classify, retryCondition, type Classification } from '../classify/classify.ts';
 import { backoffMs } from '../retry/backoff.ts';
@@ -25,6 +25,7 @@ import type { Forwarder } from '../http/forward.ts';
 import type { Http1Pools } from '../http1/client.ts';
 import type { Endpoint } from '../registry/model.ts';
 import type { Policy, RetryOn } from '../config/annotations.ts';
+import type { Attempt, Transport } from '../upstream/transport.ts';
 
 export interface ExchangeDeps {
   readonly forwarder: Forwarder;
@@ -53,52 +54,6 @@ export interface AttemptObserver {
   attempt(n: number, endpoint: { readonly ip: string; readonly port: number; readonly pod?: string | undefined }): {
     end(result: { status: number; error?: ProxyError | undefined; outcome: 'success' | 'retry' | 'failure' }): void;
   };
-}
-
-export interface AttemptHandlers<R> {
-  /** The upstream's response head arrived; its body is not consumed yet. */
-  onResponse(response: R): void;
-  /** The attempt failed before a response head (connect failure, reset). */
-  onError(err: ProxyError): void;
-}
-
-export interface Attempt {
-  /** Abandons the attempt: the upstream request is cancelled (its socket closed, its stream reset). */
-  cancel(): void;
-}
-
-/**
- * One client request as the exchange drives it, over HTTP/1.1 (src/http1/transport.ts) or
- * HTTP/2 (src/h2/transport.ts). `R` is the upstream's response head.
- */
-export interface Transport<R> {
-  /** Gets the request ready for its first try (e.g. reads a body to replay); rejects with a ProxyError. */
-  prepare(): Promise<void> | void;
-  /** Whether the request could be sent again now (its body so far is held for replay). */
-  readonly replayable: boolean;
-  /** Sends try number `n` (1 for the first) to `endpoint`. */
-  attempt(endpoint: Endpoint, n: number, handlers: AttemptHandlers<R>): Attempt;
-  /** The shared classification of a response head. */
-  classify(response: R): Classification;
-  /** The response head's status (for spans, metrics and logs). */
-  status(response: R): number;
-  /** Drops a response that is not used (a retry follows); its connection stays usable where it can. */
-  discard(response: R): void;
-  /** Streams the response to the client; `done` runs once when it ends or is cut. */
-  respond(response: R, done: (result: { bytes: number; cut: boolean }) => void): void;
-  /**
-   * Sends the proxy's error to the client, or, once a response has started, ends or cuts it.
-   * Returns the status the client saw; undefined when the response was already under way.
-   */
-  fail(err: ProxyError): number | undefined;
-  /** The client has a response head. */
-  readonly responded: boolean;
-  /** Runs `listener` once if the client goes away before its response is complete. */
-  onClientGone(listener: () => void): void;
-  /** Request body bytes sent upstream by the last try. */
-  readonly bytesIn: number;
-  /** Response body bytes sent to the client so far. */
-  readonly bytesOut: number;
 }
 
 /**

@@ -4,7 +4,7 @@
 // filters and timeouts; or a redirect; or the Gateway API's 404 (no match) / 500 (no usable
 // backend). A backend Service that discovery has not loaded yet is waited for (at most 1 s),
 // as the first request to any service is; one that does not exist is a 500.
-import type { Transport } from './exchange.ts';
+import type { Transport } from '../upstream/transport.ts';
 import type { ServerRequest } from '../http1/server.ts';
 import type { UpstreamAttempt } from '../http1/client.ts';
 import { ProxyError } from '../errors/errors.ts';
