@@ -176,8 +176,13 @@ export function createInbound(deps: InboundDeps): Inbound {
       client: line.client,
       peer,
       error: e.error?.reason,
-      ...(grpc ? { grpc_status: grpc() } : {}),
-      ...(span.sampled ? { trace_id: span.context.traceId, span_id: span.context.spanId } : {}),
+      attempts: undefined,
+      upstream_ms: undefined,
+      grpc_status: grpc ? grpc() : undefined,
+      route_parent: undefined,
+      route: undefined,
+      trace_id: span.sampled ? span.context.traceId : undefined,
+      span_id: span.sampled ? span.context.spanId : undefined,
     });
   };
   const lineOf = (req: ServerRequest<Caller>): RequestLine => ({ method: req.method, authority: typeof req.headers.host === 'string' ? req.headers.host : '', path: req.url, protocol: `HTTP/${req.httpVersion}`, client: req.socket.remoteAddress });

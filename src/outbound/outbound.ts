@@ -259,12 +259,15 @@ export function createOutbound(deps: OutboundDeps): Outbound {
       bytes_in: e.bytesIn,
       bytes_out: e.bytesOut,
       client: line.client,
+      peer: undefined,
       error: e.error?.reason,
       attempts: e.attempts,
       upstream_ms: e.upstreamMs === undefined ? undefined : round(e.upstreamMs),
-      ...(grpc ? { grpc_status: grpcStatus } : {}),
-      ...(parent ? { route_parent: parent, route: routed.route ? routeKey(routed.route) : null } : {}),
-      ...(span.sampled ? { trace_id: span.context.traceId, span_id: span.context.spanId } : {}),
+      grpc_status: grpcStatus,
+      route_parent: parent,
+      route: parent ? (routed.route ? routeKey(routed.route) : null) : undefined,
+      trace_id: span.sampled ? span.context.traceId : undefined,
+      span_id: span.sampled ? span.context.spanId : undefined,
     });
   };
 
