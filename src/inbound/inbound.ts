@@ -21,7 +21,7 @@ import { readPreamble } from '../mesh/preamble.ts';
 import { detectProtocol, type Protocol } from '../detect/detect.ts';
 import { setForwarded } from '../http/headers.ts';
 import { pipeSockets } from '../tcp/pipe.ts';
-import { logHttp, logTcp, type RequestLine } from '../log/access.ts';
+import { httpProtocol, logHttp, logTcp, type RequestLine } from '../log/access.ts';
 import type { IncomingHttpHeaders as H2Headers } from 'node:http2';
 import { createH2Listener, type H2Listener } from '../h2/server.ts';
 import { ProxiedStream } from '../h2/forward.ts';
@@ -45,7 +45,7 @@ import type { Tracker } from '../lifecycle/tracker.ts';
 import type { Limits } from '../config/settings.ts';
 import { admission, declaredBodyTooLarge } from '../http/limits.ts';
 import type { Tracing, ServerSpan } from '../tracing/index.ts';
-import type { MeshMetrics } from '../metrics/mesh-metrics.ts';
+import type { MeshMetrics, Peers, RequestSeries } from '../metrics/mesh-metrics.ts';
 import { workloadName } from '../metrics/workload.ts';
 import type { Registry } from '../registry/registry.ts';
 
@@ -92,6 +92,16 @@ export interface Caller {
   readonly port: number;
 }
 
+/** How a caller's requests are observed (./inbound.ts `observed`). */
+interface Observed {
+  readonly version: number;
+  readonly remote: string | undefined;
+  readonly peers: Peers;
+  readonly series: RequestSeries;
+  /** The app's address, as the access line writes it. */
+  readonly upstream: string;
+}
+
 export interface Inbound {
   /** The HTTP/1.1 side (connections are handed to it; it listens nowhere). */
   readonly server: Http1Server<Caller>;
@@ -134,7 +144,7 @@ export function createInbound(deps: InboundDeps): Inbound {
   /** The port is plain TCP by this pod's own declaration (its opaque-ports, or a Service's that selects it). */
   const declaredOpaque = (port: number): boolean => config.pod['opaque-ports'].includes(port) || onPort(port).opaque;
 
-  const peersOf = (remote: string | undefined, caller: Caller) => {
+  const peersOf = (remote: string | undefined, caller: Caller): Peers => {
     const pod = remote ? deps.registry.view.podByIP(remote.startsWith('::ffff:') ? remote.slice(7) : remote) : undefined;
     return {
       direction: 'inbound' as const,
@@ -152,13 +162,29 @@ export function createInbound(deps: InboundDeps): Inbound {
     socket.destroy();
   };
 
+  // What a finished request is observed with, resolved once per caller (a Caller is made per
+  // connection) and again when the registry changes (who the caller is, which Service selects
+  // this pod on the port): its peers, its series and the app's address. Kept with the Caller:
+  // gone with the connection.
+  const observedByCaller = new WeakMap<Caller, Observed>();
+  const observed = (remote: string | undefined, caller: Caller): Observed => {
+    const version = deps.registry.view.version;
+    let o = observedByCaller.get(caller);
+    if (o === undefined || o.version !== version || o.remote !== remote) {
+      const peers = peersOf(remote, caller);
+      o = { version, remote, peers, series: deps.metrics.series(peers), upstream: `${podIP}:${caller.port}` };
+      observedByCaller.set(caller, o);
+    }
+    return o;
+  };
+
   const finish = (line: RequestLine, start: number, caller: Caller, span: ServerSpan, grpc?: () => number | undefined) => (e: ForwardResult) => {
     tracker.end();
     span.end(e);
-    const peers = peersOf(line.client, caller);
-    deps.metrics.series(peers).record(e.status, (performance.now() - start) / 1000);
-    if (grpc) deps.grpcMetrics.record(peers, grpc());
-    const upstream = `${podIP}:${caller.port}`;
+    const o = observed(line.client, caller);
+    o.series.record(e.status, (performance.now() - start) / 1000);
+    if (grpc) deps.grpcMetrics.record(o.peers, grpc());
+    const upstream = o.upstream;
     const peer = caller.peer;
     logHttp(log, {
       direction: 'inbound',
@@ -185,7 +211,7 @@ export function createInbound(deps: InboundDeps): Inbound {
       span_id: span.sampled ? span.context.spanId : undefined,
     });
   };
-  const lineOf = (req: ServerRequest<Caller>): RequestLine => ({ method: req.method, authority: typeof req.headers.host === 'string' ? req.headers.host : '', path: req.url, protocol: `HTTP/${req.httpVersion}`, client: req.socket.remoteAddress });
+  const lineOf = (req: ServerRequest<Caller>): RequestLine => ({ method: req.method, authority: typeof req.headers.host === 'string' ? req.headers.host : '', path: req.url, protocol: httpProtocol(req.httpVersion), client: req.socket.remoteAddress });
 
   /** Per request: authorization (live), then the identity headers for the app. */
   const admit = (req: ServerRequest<Caller>): { caller: Caller; denied: ProxyError | undefined } => {

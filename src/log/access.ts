@@ -66,6 +66,9 @@ export interface TcpAccess {
   error: string | undefined;
 }
 
+/** "HTTP/1.1" for "1.1": the line's protocol, without a new string per request. */
+export const httpProtocol = (version: string | undefined): string => (version === '1.1' ? 'HTTP/1.1' : version === '1.0' ? 'HTTP/1.0' : `HTTP/${version}`);
+
 // `type` and `kind` are bindings of a child logger made once per logger (pino serializes
 // bindings once), so a line costs no copy of its fields.
 const httpWriters = new WeakMap<Logger, HttpLineWriter>();

@@ -1,9 +1,14 @@
 // The mesh's Prometheus metrics (DESIGN.md "Metrics"), with the label names fixed here once.
-// The pipelines call MeshMetrics on every request, so the hot path is a lookup of a cached
-// series per label tuple and two increments; label values are normalised so that cardinality
-// stays bounded (no paths, no ids; what the sidecar cannot name is "unknown").
-import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from 'prom-client';
+// The pipelines resolve a series once per peers (an endpoint and destination service outbound,
+// a connection inbound) and hold on to it, so a request is a few field writes: its count, sum
+// and bucket in a cell of its own (./cells.ts), no label object and no label hashing (prom-client's
+// children hash their labels on every inc and observe: ~2-2.6% of a busy sidecar, bench/NOTES.md).
+// prom-client still names, formats and serves them with everything else on /metrics. Label
+// values are normalised so that cardinality stays bounded (no paths, no ids; what the sidecar
+// cannot name is "unknown"), and the number of series is capped ("overflow" past it).
+import { collectDefaultMetrics, Counter, Gauge, type Registry } from 'prom-client';
 import { UNKNOWN } from './workload.ts';
+import { CellCounter, CellHistogram, Cells, type Cell } from './cells.ts';
 
 export const METRIC_NAMES = {
   requests: 'tsmesh_requests_total',
@@ -53,11 +58,6 @@ export interface RequestSeries {
   connection(): void;
 }
 
-interface Bound {
-  readonly counter: { inc(): void };
-  readonly histogram: { observe(seconds: number): void };
-}
-
 const value = (v: string | undefined): string => (v ? v : UNKNOWN);
 const CODES: string[] = Array.from({ length: 600 }, (_, i) => String(i));
 const codeLabel = (code: number): string => (Number.isInteger(code) && code >= 0 && code < 600 ? CODES[code]! : '0');
@@ -71,8 +71,8 @@ export interface MeshMetricsOptions {
 
 export class MeshMetrics {
   readonly registry: Registry;
-  readonly #requests: Counter<(typeof REQUEST_LABELS)[number]>;
-  readonly #duration: Histogram<(typeof REQUEST_LABELS)[number]>;
+  /** tsmesh_requests_total and tsmesh_request_duration_seconds: one cell per series and response code. */
+  readonly #cells = new Cells<RequestLabels>(DURATION_BUCKETS);
   readonly #tcp: Counter<(typeof TCP_LABELS)[number]>;
   readonly #retries: Counter<(typeof RETRY_LABELS)[number]>;
   readonly #breaker: Gauge<(typeof BREAKER_LABELS)[number]>;
@@ -85,8 +85,8 @@ export class MeshMetrics {
     this.registry = registry;
     this.#maxSeries = options.maxSeries ?? 2000;
     const registers = [registry];
-    this.#requests = new Counter({ name: METRIC_NAMES.requests, help: 'HTTP requests the sidecar proxied, by direction, source and destination workload and namespace, destination service, response code and mTLS', labelNames: REQUEST_LABELS, registers });
-    this.#duration = new Histogram({ name: METRIC_NAMES.requestDuration, help: 'Duration of the HTTP requests the sidecar proxied, from the request to the end of the response, in seconds', labelNames: REQUEST_LABELS, buckets: DURATION_BUCKETS, registers });
+    new CellCounter(this.#cells, { name: METRIC_NAMES.requests, help: 'HTTP requests the sidecar proxied, by direction, source and destination workload and namespace, destination service, response code and mTLS', labelNames: REQUEST_LABELS, registers });
+    new CellHistogram(this.#cells, { name: METRIC_NAMES.requestDuration, help: 'Duration of the HTTP requests the sidecar proxied, from the request to the end of the response, in seconds', labelNames: REQUEST_LABELS, buckets: DURATION_BUCKETS, registers });
     this.#tcp = new Counter({ name: METRIC_NAMES.tcpConnections, help: 'TCP connections the sidecar proxied (counted when opened), by direction, peers and mTLS', labelNames: TCP_LABELS, registers });
     this.#retries = new Counter({ name: METRIC_NAMES.retries, help: 'Retries the sidecar made (attempts after the first), by destination service and the condition that caused them', labelNames: RETRY_LABELS, registers });
     this.#breaker = new Gauge({ name: METRIC_NAMES.circuitBreakerOpen, help: "1 while an endpoint's circuit breaker is open or half-open, 0 when closed", labelNames: BREAKER_LABELS, registers });
@@ -146,25 +146,7 @@ export class MeshMetrics {
       destination_service: value(peers.destinationService),
       mtls: peers.mtls ? 'true' : 'false',
     } as const;
-    const byCode = new Map<number, Bound>();
-    const requests = this.#requests;
-    const duration = this.#duration;
-    const tcp = this.#tcp.labels(base);
-    return {
-      record(responseCode, seconds) {
-        let b = byCode.get(responseCode);
-        if (!b) {
-          const labels = { ...base, response_code: codeLabel(responseCode) };
-          b = { counter: requests.labels(labels), histogram: duration.labels(labels) };
-          byCode.set(responseCode, b);
-        }
-        b.counter.inc();
-        b.histogram.observe(seconds >= 0 && Number.isFinite(seconds) ? seconds : 0);
-      },
-      connection() {
-        tcp.inc();
-      },
-    };
+    return new Series(this.#cells, base, this.#tcp.labels(base));
   }
 
   // Past the bound: one shared series per direction and mTLS, and nothing more is remembered.
@@ -176,6 +158,40 @@ export class MeshMetrics {
       this.#overflowSeries.set(key, s);
     }
     return s;
+  }
+}
+
+type RequestLabels = Record<(typeof REQUEST_LABELS)[number], string>;
+type BaseLabels = Omit<RequestLabels, 'response_code'>;
+
+/** One series: its cells by response code (the last one used first: most requests repeat it). */
+class Series implements RequestSeries {
+  readonly #cells: Cells<RequestLabels>;
+  readonly #base: BaseLabels;
+  readonly #tcp: { inc(): void };
+  readonly #byCode = new Map<number, Cell>();
+  #lastCode = -1;
+  #last: Cell | undefined;
+
+  constructor(cells: Cells<RequestLabels>, base: BaseLabels, tcp: { inc(): void }) {
+    this.#cells = cells;
+    this.#base = base;
+    this.#tcp = tcp;
+  }
+
+  record(responseCode: number, seconds: number): void {
+    let cell = responseCode === this.#lastCode ? this.#last : this.#byCode.get(responseCode);
+    if (!cell) {
+      cell = this.#cells.add({ ...this.#base, response_code: codeLabel(responseCode) }); // an impossible code shares "0"'s cell
+      this.#byCode.set(responseCode, cell);
+    }
+    this.#lastCode = responseCode;
+    this.#last = cell;
+    cell.observe(seconds >= 0 && Number.isFinite(seconds) ? seconds : 0);
+  }
+
+  connection(): void {
+    this.#tcp.inc();
   }
 }
 

@@ -25,10 +25,10 @@ import { serviceOpaquePorts } from '../config/annotations.ts';
 import type { OriginalDestination } from '../origdst/origdst.ts';
 import { endpointDestination, type Dialer, type Destination } from '../upstream/dial.ts';
 import type { LiveConfig } from '../config/live.ts';
-import type { Pod } from '../registry/model.ts';
+import type { Pod, Service } from '../registry/model.ts';
 import { ProxyError } from '../errors/errors.ts';
 import { endWithProxyError } from '../errors/response.ts';
-import { logHttp } from '../log/access.ts';
+import { httpProtocol, logHttp } from '../log/access.ts';
 import { runExchange, type ExchangeDeps, type ExchangeResult, type Destination as ExchangeDestination, type Deadlines } from './exchange.ts';
 import { targetUrl } from '../http/forward.ts';
 import { Http1Server, type ServerRequest } from '../http1/server.ts';
@@ -51,7 +51,7 @@ import type { Limits } from '../config/settings.ts';
 import { admission, declaredBodyTooLarge } from '../http/limits.ts';
 import type { Tracing, ClientSpan } from '../tracing/index.ts';
 import { workloadName } from '../metrics/workload.ts';
-import type { MeshMetrics } from '../metrics/mesh-metrics.ts';
+import type { MeshMetrics, Peers, RequestSeries } from '../metrics/mesh-metrics.ts';
 import { http1Head, modifyH2Response, modifyHttp1Response, modifyingResponses, redirectLines, rewriteH2, rewriteHttp1, routeStep, type RouteStep } from './route-step.ts';
 import { mirrorH2, mirrorHttp1, type MirrorTarget } from './mirror.ts';
 import { modifyHeaders, type Forward, type RequestHead } from '../route/table.ts';
@@ -144,7 +144,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
       let policy = config.policyFor(target.service);
       if (forward?.requestTimeoutMs != null) policy = { ...policy, timeout: forward.requestTimeoutMs };
       if (forward?.backendTimeoutMs !== undefined) policy = { ...policy, 'per-try-timeout': forward.backendTimeoutMs };
-      return { name: `${target.service.name}.${target.service.namespace}`, endpoints: () => registry.view.endpoints(target), policy };
+      return { name: nameOf(target.service), endpoints: () => registry.view.endpoints(target), policy };
     }
     const ep = routed.endpoint!;
     return { name: ep.ip, endpoints: () => [ep], policy: config.policy };
@@ -222,7 +222,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     }, deps.limits.tcpIdleTimeoutMs);
   };
 
-  const peersOf = (service: string | undefined, ep: Endpoint | undefined) => ({
+  const peersOf = (service: string | undefined, ep: Endpoint | undefined): Peers => ({
     direction: 'outbound' as const,
     sourceWorkload: deps.self.workload,
     sourceNamespace: deps.self.namespace,
@@ -232,19 +232,38 @@ export function createOutbound(deps: OutboundDeps): Outbound {
     mtls: deps.mtls && ep?.pod.meshed === true,
   });
 
-  const lineOf = (req: ServerRequest<ConnectionTarget | undefined> | IncomingMessage, authority: string): RequestLine => ({ method: req.method ?? '', authority, path: pathOf(req), protocol: `HTTP/${req.httpVersion}`, client: req.socket.remoteAddress });
+  // What a finished request is observed with, resolved once per endpoint and destination
+  // Service (and kept with those objects: gone when the registry drops them), so that a
+  // request builds no peers, name or label key: the Service's "name.namespace" and its series.
+  const byEndpoint = new WeakMap<Endpoint, Observed>();
+  const byService = new WeakMap<Service, Observed>();
+  let unrouted: Observed | undefined;
+  const observed = (service: Service | undefined, ep: Endpoint | undefined): Observed => {
+    let o = ep ? byEndpoint.get(ep) : service ? byService.get(service) : unrouted;
+    if (o === undefined || o.service !== service) {
+      const name = service ? nameOf(service) : undefined;
+      const peers = peersOf(name, ep);
+      o = { service, name, peers, series: deps.metrics.series(peers) };
+      if (ep) byEndpoint.set(ep, o);
+      else if (service) byService.set(service, o);
+      else unrouted = o;
+    }
+    return o;
+  };
+
+  const lineOf = (req: ServerRequest<ConnectionTarget | undefined> | IncomingMessage, authority: string): RequestLine => ({ method: req.method ?? '', authority, path: pathOf(req), protocol: httpProtocol(req.httpVersion), client: req.socket.remoteAddress });
 
   const finish = (line: RequestLine, start: number, routed: Partial<Routed>, span: ClientSpan, grpc?: () => number | undefined) => (e: ExchangeResult) => {
     tracker.end();
-    const service = routed.target ? `${routed.target.service.name}.${routed.target.service.namespace}` : undefined;
     const seconds = (performance.now() - start) / 1000;
     const grpcStatus = grpc?.();
     span.end(grpcOutcome(e, grpcStatus));
-    const peers = peersOf(service, e.endpoint);
-    deps.metrics.series(peers).record(e.status, seconds);
-    const parent = routed.parent ? `${routed.parent.service.name}.${routed.parent.service.namespace}` : undefined;
+    const o = observed(routed.target?.service, e.endpoint);
+    const service = o.name;
+    o.series.record(e.status, seconds);
+    const parent = routed.parent ? nameOf(routed.parent.service) : undefined;
     if (parent) routeMetrics.record(parent, routed.route, service, e.status);
-    if (grpc) deps.grpcMetrics.record(peers, grpcStatus);
+    if (grpc) deps.grpcMetrics.record(o.peers, grpcStatus);
     logHttp(log, {
       direction: 'outbound',
       method: line.method,
@@ -279,7 +298,7 @@ export function createOutbound(deps: OutboundDeps): Outbound {
 
   /** The parent and route for the span, when a route applied. */
   const routeOf = (routed: Routed) =>
-    routed.parent ? { parent: `${routed.parent.service.name}.${routed.parent.service.namespace}`, route: routed.route ? routeKey(routed.route) : undefined } : undefined;
+    routed.parent ? { parent: nameOf(routed.parent.service), route: routed.route ? routeKey(routed.route) : undefined } : undefined;
 
   // One HTTP/2 stream (a gRPC call): the same pipeline as an HTTP/1.1 request.
   const h2 = createH2Listener<ConnectionTarget | undefined>((stream, headers, conn) => {
@@ -432,6 +451,22 @@ export function createOutbound(deps: OutboundDeps): Outbound {
       else registry.ensureAddress(orig.address, orig.port).then(proceed, () => proceed(undefined));
     },
   };
+}
+
+/** How a finished request is observed: its destination Service (name as metrics write it) and series. */
+interface Observed {
+  readonly service: Service | undefined;
+  readonly name: string | undefined;
+  readonly peers: Peers;
+  readonly series: RequestSeries;
+}
+
+const serviceNames = new WeakMap<Service, string>();
+/** "name.namespace", made once per Service object. */
+function nameOf(service: Service): string {
+  let name = serviceNames.get(service);
+  if (name === undefined) serviceNames.set(service, (name = `${service.name}.${service.namespace}`));
+  return name;
 }
 
 /** The span's outcome: a gRPC call that failed on the server side is an error with its status name. */
