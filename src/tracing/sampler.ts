@@ -5,8 +5,8 @@
 //
 // The decision is made before the SDK is asked for a span, so an unsampled request never
 // reaches it (./tracing.ts); the SDK itself then samples everything it is given.
-import { TraceFlags, type Context, type SpanContext } from '@opentelemetry/api';
-import { DEFERRED_SAMPLING } from './propagation.ts';
+import { TraceFlags } from '@opentelemetry/api';
+import type { Extracted } from './propagation.ts';
 
 /**
  * True when `traceId` falls under `ratio`: a pure function of the trace id, so every sidecar
@@ -20,7 +20,7 @@ export function ratioSamples(traceId: string, ratio: number): boolean {
 }
 
 /** Parent-based: the caller's sampled flag when there is a caller with a decision; else the ratio. */
-export function sampleDecision(parentContext: Context, parent: SpanContext | undefined, traceId: string, ratio: () => number): boolean {
-  if (parent && parentContext.getValue(DEFERRED_SAMPLING) !== true) return (parent.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED;
+export function sampleDecision(caller: Extracted | undefined, traceId: string, ratio: () => number): boolean {
+  if (caller && !caller.deferred) return (caller.parent.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED;
   return ratioSamples(traceId, ratio());
 }

@@ -11,7 +11,7 @@
 // when it ends; the SDK's Tracer is not used on the request path.
 import type { IncomingHttpHeaders } from 'node:http';
 import { randomFillSync } from 'node:crypto';
-import { SpanKind, SpanStatusCode, TraceFlags, isSpanContextValid, trace, type Attributes, type SpanContext } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type SpanContext } from '@opentelemetry/api';
 import type { SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log/log.ts';
@@ -149,15 +149,13 @@ export function createTracing(options: TracingOptions): Tracing {
   const sampling = options.sampling;
   const randomId = randomIds(options.random ?? randomFillSync);
   const start = (req: HttpRequestInfo, kind: SpanKind): MeshSpan | UnsampledSpan => {
-    const parentContext = extractContext(req.headers);
-    const found = trace.getSpanContext(parentContext);
-    const parent = found && isSpanContextValid(found) ? found : undefined;
+    const caller = extractContext(req.headers);
+    const parent = caller?.parent;
     const traceId = parent ? parent.traceId : randomId(16);
-    const traceState = parent?.traceState ? { traceState: parent.traceState } : {};
-    if (!sampleDecision(parentContext, parent, traceId, sampling)) {
-      return new UnsampledSpan({ traceId, spanId: randomId(8), traceFlags: TraceFlags.NONE, ...traceState });
-    }
-    return new MeshSpan(sink, spanName(req.method), kind, { traceId, spanId: randomId(8), traceFlags: TraceFlags.SAMPLED, ...traceState }, parent);
+    const sampled = sampleDecision(caller, traceId, sampling);
+    const context: SpanContext = { traceId, spanId: randomId(8), traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE };
+    if (parent?.traceState) context.traceState = parent.traceState;
+    return sampled ? new MeshSpan(sink, spanName(req.method), kind, context, parent) : new UnsampledSpan(context);
   };
   if (exportTarget) log?.info({ url: exportTarget.url, protocol: exportTarget.protocol }, 'exporting spans over OTLP');
 
@@ -249,24 +247,29 @@ const NOOP_ATTEMPT: AttemptSpan = { end() {} };
 /** `bytes` random bytes as lower-case hex (16: a trace id, 8: a span id); never all zeros. */
 type RandomId = (bytes: number) => string;
 
-// Random ids from a pooled buffer refilled from `fill` (the system CSPRNG by default): a
-// fraction of the cost of formatting Math.random() words (measured: ~0.1 µs vs ~2 µs for a
-// trace id).
+// Random ids from a pooled buffer refilled from `fill` (the system CSPRNG by default), turned
+// into hex once per refill: an id is then a slice of that text (measured: ~0.1 us vs ~2 us
+// formatting Math.random() words for a trace id, and no native call per id).
 function randomIds(fill: (into: Buffer) => void): RandomId {
   const pool = Buffer.alloc(4096);
+  let hex = '';
   let offset = pool.length;
   return (bytes) => {
     if (offset + bytes > pool.length) {
       fill(pool);
+      hex = pool.toString('hex');
       offset = 0;
     }
-    let zero = true;
-    for (let i = offset; i < offset + bytes; i++) if (pool[i] !== 0) zero = false;
-    if (zero) pool[offset + bytes - 1] = 1;
-    const id = pool.toString('hex', offset, offset + bytes);
+    let id = hex.slice(offset * 2, (offset + bytes) * 2);
     offset += bytes;
+    if (isZeros(id)) id = id.slice(0, -1) + '1';
     return id;
   };
+}
+
+function isZeros(hex: string): boolean {
+  for (let i = 0; i < hex.length; i++) if (hex.charCodeAt(i) !== 48) return false;
+  return true;
 }
 
 class UnsampledSpan implements ClientSpan, ServerSpan {
