@@ -9,9 +9,24 @@ import type { ProxyError } from '../errors/errors.ts';
 import { classifyUpstreamError } from '../errors/errors.ts';
 import { endWithProxyError } from '../errors/response.ts';
 
+/** An Upgrade request as the pipelines hold it: the request, its socket, the bytes after its head. */
+export interface Upgrade<R> {
+  readonly req: R;
+  readonly socket: Socket;
+  readonly head: Buffer;
+}
+
+export interface UpgradeResult {
+  /** The upstream's answer (101 once upgraded), or the proxy's error status. */
+  status: number;
+  error: ProxyError | undefined;
+  /** performance.now() when the upstream's response head arrived, if it did. */
+  headAt: number | undefined;
+}
+
 export interface Forwarder {
   /** Forwards a WebSocket (any HTTP/1.1 Upgrade) request; `done` runs once when it ends. */
-  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, target: string, agent: Agent, done: (result: { status: number; error: ProxyError | undefined }) => void): void;
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, target: string, agent: Agent, done: (result: UpgradeResult) => void): void;
   close(): void;
 }
 
@@ -26,26 +41,29 @@ export function createForwarder(): Forwarder {
   return {
     upgrade(req, socket, head, target, agent, done) {
       stripHopByHop(req.headers, true);
-      let status = 0;
-      let error: ProxyError | undefined;
+      const result: UpgradeResult = { status: 0, error: undefined, headAt: undefined };
       let finished = false;
       const finish = () => {
         if (finished) return;
         finished = true;
-        done({ status, error });
+        done(result);
       };
       const onProxyReq = (proxyReq: ClientRequest, r: IncomingMessage) => {
         if (r !== req) return;
         proxy.off('proxyReqWs', onProxyReq);
         proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) => {
-          status = 101;
+          result.status = 101;
+          result.headAt = performance.now();
           // http-proxy pipes the two sockets, which ends one side only when the other ends
           // cleanly: a side that is destroyed (reset, or closed by its owner) must take the
           // other with it, or that one stays half-open for good
           socket.once('close', () => closeSoon(upstream));
           upstream.once('close', () => closeSoon(socket));
         });
-        proxyReq.once('response', (upRes: IncomingMessage) => (status = upRes.statusCode ?? 0));
+        proxyReq.once('response', (upRes: IncomingMessage) => {
+          result.status = upRes.statusCode ?? 0;
+          result.headAt = performance.now();
+        });
       };
       proxy.on('proxyReqWs', onProxyReq);
       socket.once('close', () => {
@@ -53,8 +71,8 @@ export function createForwarder(): Forwarder {
         finish();
       });
       proxy.ws(req, socket, head, { target, agent }, (err) => {
-        error = classifyUpstreamError(err);
-        status = error.status;
+        const error = (result.error = classifyUpstreamError(err));
+        result.status = error.status;
         if (socket.writable && !socket.destroyed) endWithProxyError(socket, error);
         else socket.destroy();
       });

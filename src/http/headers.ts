@@ -18,13 +18,16 @@ export function stripHopByHop(headers: IncomingHttpHeaders, keepUpgrade = false)
   }
 }
 
-/** Appends the caller to x-forwarded-for and sets x-forwarded-proto/-host (as Envoy does). */
-export function setForwarded(headers: IncomingHttpHeaders, clientAddress: string | undefined, proto: 'http' | 'https'): void {
+/**
+ * Appends the caller to x-forwarded-for and sets x-forwarded-proto/-host (as Envoy does);
+ * `host`: the request's authority (Host, or HTTP/2's :authority).
+ */
+export function setForwarded(headers: Record<string, string | string[] | number | undefined>, clientAddress: string | undefined, proto: 'http' | 'https', host: string): void {
   if (clientAddress) {
     const addr = clientAddress.startsWith('::ffff:') ? clientAddress.slice(7) : clientAddress;
     const prior = headers['x-forwarded-for'];
     headers['x-forwarded-for'] = prior ? `${Array.isArray(prior) ? prior.join(', ') : prior}, ${addr}` : addr;
   }
   headers['x-forwarded-proto'] ??= proto;
-  if (headers.host) headers['x-forwarded-host'] ??= headers.host;
+  if (host) headers['x-forwarded-host'] ??= host;
 }

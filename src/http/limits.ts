@@ -5,13 +5,13 @@ import { ProxyError } from '../errors/errors.ts';
 import type { Limits } from '../config/settings.ts';
 
 /** The refusal for a request the sidecar will not take now, if any. */
-export function admission(req: { readonly headers: { readonly 'content-length'?: string | string[] | undefined } }, limits: Limits, full: boolean): ProxyError | undefined {
+export function admission(req: { readonly headers: { readonly 'content-length'?: string | string[] | number | undefined } }, limits: Limits, full: boolean): ProxyError | undefined {
   if (full) return new ProxyError('OVERLOADED', 'the sidecar has as many requests in flight as it takes (TSMESH_MAX_REQUESTS)');
   return declaredBodyTooLarge(req.headers['content-length'], limits.maxRequestBodyBytes);
 }
 
 /** The refusal of a request whose declared length (content-length, HTTP/1.1 or HTTP/2) is over the limit. */
-export function declaredBodyTooLarge(contentLength: string | string[] | undefined, max: number | undefined): ProxyError | undefined {
+export function declaredBodyTooLarge(contentLength: string | string[] | number | undefined, max: number | undefined): ProxyError | undefined {
   const declared = Number(Array.isArray(contentLength) ? contentLength[0] : contentLength);
   return max !== undefined && declared > max ? bodyTooLarge(declared, max) : undefined;
 }
