@@ -5,22 +5,22 @@
 // answers the kubelet with the app's status, as the kubelet would have seen it.
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { z } from 'zod';
 import { ConfigError } from '../errors/errors.ts';
+import * as v from '../schema/schema.ts';
 
-const probeSchema = z
+const probeSchema = v
   .object({
-    port: z.number().int().min(1).max(65535),
-    path: z.string().startsWith('/').default('/'),
-    scheme: z.enum(['HTTP', 'HTTPS']).default('HTTP'),
-    host: z.string().min(1).optional(),
-    headers: z.array(z.object({ name: z.string().min(1), value: z.string() })).optional(),
+    port: v.number().int().min(1).max(65535),
+    path: v.string().startsWith('/').default('/'),
+    scheme: v.oneOf(['HTTP', 'HTTPS']).default('HTTP'),
+    host: v.string().min(1).optional(),
+    headers: v.array(v.object({ name: v.string().min(1), value: v.string() })).optional(),
   })
   .strict();
 
-export type AppProbe = z.infer<typeof probeSchema>;
+export type AppProbe = v.Infer<typeof probeSchema>;
 
-const probesSchema = z.record(z.string(), probeSchema);
+export const probesSchema = v.record(probeSchema);
 const PROBE_PATH = /^\/app-health\/[^/]+\/(readiness|liveness|startup)$/;
 
 /** Reads TSMESH_APP_PROBES; throws ConfigError naming each bad entry. */

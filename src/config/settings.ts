@@ -1,46 +1,36 @@
 // Sidecar settings from the environment (DESIGN.md, "Sidecar settings"): defaults spelled out
 // here once, validated, with errors that name the variable.
-import { z } from 'zod';
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors/errors.ts';
+import * as v from '../schema/schema.ts';
 import { parseDuration } from './parse.ts';
 
-const port = z.coerce.number().int().min(0).max(65535);
-const duration = z.string().transform((s, ctx) => {
-  try {
-    return parseDuration(s);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message });
-    return z.NEVER;
-  }
-});
+const port = v.coercedNumber().int().min(0).max(65535);
+const duration = v.string().transform(parseDuration);
 
-const bytes = z.string().transform((s, ctx) => {
+const bytes = v.string().transform((s) => {
   const m = /^(\d+)(Ki|Mi|Gi|k|M|G)?$/.exec(s.trim());
-  if (!m) {
-    ctx.addIssue({ code: 'custom', message: `"${s}" is not a size (bytes, or e.g. 64Ki, 10Mi)` });
-    return z.NEVER;
-  }
+  if (!m) throw new Error(`"${s}" is not a size (bytes, or e.g. 64Ki, 10Mi)`);
   const unit = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, k: 1000, M: 1000 ** 2, G: 1000 ** 3 }[m[2] ?? ''] ?? 1;
   return Number(m[1]) * unit;
 });
-const count = z.coerce.number().int().min(1).max(10_000_000);
+const count = v.coercedNumber().int().min(1).max(10_000_000);
 
-const envSchema = z.object({
-  POD_NAME: z.string().default('unknown'),
-  POD_NAMESPACE: z.string().default('default'),
-  POD_IP: z.string().refine((s) => isIP(s) !== 0, 'must be an IP address').optional(),
-  SERVICE_ACCOUNT: z.string().default('default'),
-  TSMESH_ANNOTATIONS: z.string().default('/etc/tsmesh/podinfo/annotations'),
-  TSMESH_LABELS: z.string().default('/etc/tsmesh/podinfo/labels'),
-  TSMESH_CONTROL_PLANE: z.url().default('https://tsmesh-injector.tsmesh-system.svc:8443'),
-  TSMESH_REGISTRY: z.string().optional(),
-  TSMESH_TLS_DIR: z.string().optional(),
-  TSMESH_TRUST_DOMAIN: z.string().regex(/^[a-z0-9.-]+$/, 'must be a DNS-like name').default('cluster.local'),
+export const envSchema = v.object({
+  POD_NAME: v.string().default('unknown'),
+  POD_NAMESPACE: v.string().default('default'),
+  POD_IP: v.string().refine((s) => isIP(s) !== 0, 'must be an IP address').optional(),
+  SERVICE_ACCOUNT: v.string().default('default'),
+  TSMESH_ANNOTATIONS: v.string().default('/etc/tsmesh/podinfo/annotations'),
+  TSMESH_LABELS: v.string().default('/etc/tsmesh/podinfo/labels'),
+  TSMESH_CONTROL_PLANE: v.url().default('https://tsmesh-injector.tsmesh-system.svc:8443'),
+  TSMESH_REGISTRY: v.string().optional(),
+  TSMESH_TLS_DIR: v.string().optional(),
+  TSMESH_TRUST_DOMAIN: v.string().regex(/^[a-z0-9.-]+$/, 'must be a DNS-like name').default('cluster.local'),
   TSMESH_OUTBOUND_PORT: port.default(15001),
   TSMESH_INBOUND_PORT: port.default(15006),
   TSMESH_ADMIN_PORT: port.default(15020),
-  TSMESH_BIND_ADDRESS: z.string().refine((s) => isIP(s) !== 0, 'must be an IP address').default('0.0.0.0'),
+  TSMESH_BIND_ADDRESS: v.string().refine((s) => isIP(s) !== 0, 'must be an IP address').default('0.0.0.0'),
   TSMESH_DRAIN_TIMEOUT: duration.default(20_000),
   TSMESH_DETECT_TIMEOUT: duration.default(100),
   TSMESH_WATCH_INTERVAL: duration.default(1000),
@@ -51,7 +41,7 @@ const envSchema = z.object({
   TSMESH_TCP_IDLE_TIMEOUT: duration.default(3_600_000),
   TSMESH_MAX_REQUEST_BODY: bytes.optional(),
   TSMESH_MAX_UPSTREAM_CONNECTIONS: count.default(1024),
-  TSMESH_APP_PROBES: z.string().optional(),
+  TSMESH_APP_PROBES: v.string().optional(),
 });
 
 export interface Settings {

@@ -17,7 +17,7 @@
 // ("namespace/name"), ClusterIP, ports and the IPs of its endpoints. A service's details are
 // registry data (../registry/model.ts): the Service with its EndpointSlices' addresses, and
 // the pods behind them (meshed or not, service account).
-import { z } from 'zod';
+import * as v from '../schema/schema.ts';
 import { registryFileSchema, type PodSpec, type ServiceSpec } from '../registry/model.ts';
 import { validateRoute, type MeshRoute, type RouteInvalid } from '../route/model.ts';
 
@@ -54,43 +54,46 @@ export type ClientMessage =
   | { type: 'hello'; pod: { name: string; namespace: string; ip: string }; subscribe: string[] }
   | { type: 'ack'; version: number; subscribe?: string[]; unsubscribe?: string[] };
 
-const key = z.string().regex(/^[a-z0-9-]{1,63}\/[a-z0-9-]{1,63}$/, 'must be "namespace/name"');
-const keys = z.array(key).max(10_000);
+const key = v.string().regex(/^[a-z0-9-]{1,63}\/[a-z0-9-]{1,63}$/, 'must be "namespace/name"');
+const keys = v.array(key).max(10_000);
 
-export const clientMessageSchema = z.discriminatedUnion('type', [
-  z.object({
-    type: z.literal('hello'),
-    pod: z.object({ name: z.string().max(253), namespace: z.string().max(63), ip: z.string().max(45) }).strict(),
+export const clientMessageSchema = v.tagged('type', [
+  v.object({
+    type: v.literal('hello'),
+    pod: v.object({ name: v.string().max(253), namespace: v.string().max(63), ip: v.string().max(45) }).strict(),
     subscribe: keys,
   }).strict(),
-  z.object({
-    type: z.literal('ack'),
-    version: z.number().int().min(0),
+  v.object({
+    type: v.literal('ack'),
+    version: v.number().int().min(0),
     subscribe: keys.optional(),
     unsubscribe: keys.optional(),
   }).strict(),
 ]);
 
-const indexEntry = z.tuple([key, z.string().nullable(), z.array(z.number().int()), z.array(z.string())]);
+const indexEntry = v.tuple([key, v.string().nullable(), v.array(v.number().int()), v.array(v.string())]);
 // Details are checked one by one with the registry's own schema (./client.ts): a bad one is
 // refused alone, the rest of the message applies.
-const details = z.record(z.string(), z.unknown().nullable());
+const details = v.record(v.unknown().nullable());
 
-export const serverMessageSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('snapshot'), version: z.number().int(), stream: z.string(), index: z.array(indexEntry), services: details }),
-  z.object({
-    type: z.literal('update'),
-    version: z.number().int(),
-    index: z.object({ set: z.array(indexEntry), delete: z.array(key) }).optional(),
+export const serverMessageSchema = v.tagged('type', [
+  v.object({ type: v.literal('snapshot'), version: v.number().int(), stream: v.string(), index: v.array(indexEntry), services: details }),
+  v.object({
+    type: v.literal('update'),
+    version: v.number().int(),
+    index: v.object({ set: v.array(indexEntry), delete: v.array(key) }).optional(),
     services: details.optional(),
   }),
 ]);
 
-export type ParsedServerMessage = z.infer<typeof serverMessageSchema>;
+export type ParsedServerMessage = v.Infer<typeof serverMessageSchema>;
+
+/** One service's details before its parts are checked (the registry's schema, then each route). */
+export const serviceDetailShape = v.object({ service: v.unknown(), pods: v.array(v.unknown()), routes: v.array(v.unknown()).max(1000).optional() }).strict();
 
 /** Checks one service's details with the registry schema; the error names the bad fields. */
 export function parseServiceDetail(raw: unknown, serviceKey: string): CheckedServiceDetail {
-  const r = z.object({ service: z.unknown(), pods: z.array(z.unknown()), routes: z.array(z.unknown()).max(1000).optional() }).strict().safeParse(raw);
+  const r = serviceDetailShape.safeParse(raw);
   if (!r.success) throw new Error(`${serviceKey}: not { service, pods, routes? }`);
   const data = registryFileSchema.safeParse({ services: [r.data.service], pods: r.data.pods });
   if (!data.success) throw new Error(`${serviceKey}: ${data.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);

@@ -1,74 +1,74 @@
 // The registry: the sidecar's view of services, their endpoints and per-service policy.
 // One model for every source (the YAML file in local mode and tests, the control plane's
 // discovery stream in Kubernetes). A view is immutable; a source replaces it whole.
-import { z } from 'zod';
+import * as v from '../schema/schema.ts';
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors/errors.ts';
 import { routeKey, validateRoute, type MeshRoute, type RouteInvalid } from '../route/model.ts';
 
-const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label (lowercase letters, digits, -)').max(63);
+const dnsLabel = v.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label (lowercase letters, digits, -)').max(63);
 // Pod names are DNS subdomains (generated ones are labels, but StatefulSets and hand-written pods may have dots).
-const dnsSubdomain = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS name (lowercase letters, digits, -, .)').max(253);
-const port = z.number().int().min(1).max(65535);
-const ip = z.string().refine((s) => isIP(s) !== 0, 'must be an IP address');
-const stringMap = z.record(z.string(), z.string());
+const dnsSubdomain = v.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS name (lowercase letters, digits, -, .)').max(253);
+const port = v.number().int().min(1).max(65535);
+const ip = v.string().refine((s) => isIP(s) !== 0, 'must be an IP address');
+const stringMap = v.record(v.string());
 
-const servicePortSchema = z
+const servicePortSchema = v
   .object({
-    name: z.string().optional(),
+    name: v.string().optional(),
     port,
     targetPort: port.optional(),
-    protocol: z.enum(['TCP']).optional(),
+    protocol: v.oneOf(['TCP']).optional(),
   })
   .strict();
 
 // An address of a service as an EndpointSlice lists it (extension: what discovery carries; a
 // registry file may list them too). When a service has `endpoints`, they are its endpoints and
 // its selector is not used for them.
-const serviceEndpointSchema = z
+const serviceEndpointSchema = v
   .object({
     ip,
-    ready: z.boolean().default(true),
+    ready: v.boolean().default(true),
     pod: dnsSubdomain.optional(), // the pod's name (EndpointSlice targetRef), same namespace
   })
   .strict();
 
-const serviceSchema = z
+const serviceSchema = v
   .object({
     name: dnsLabel,
     namespace: dnsLabel.default('default'),
     clusterIP: ip.optional(),
-    ports: z.array(servicePortSchema).min(1, 'a service needs at least one port'),
+    ports: v.array(servicePortSchema).min(1, 'a service needs at least one port'),
     selector: stringMap.default({}),
     annotations: stringMap.default({}),
-    endpoints: z.array(serviceEndpointSchema).optional(),
+    endpoints: v.array(serviceEndpointSchema).optional(),
   })
   .strict();
 
-const podSchema = z
+const podSchema = v
   .object({
     name: dnsSubdomain,
     namespace: dnsLabel.default('default'),
     ip,
     labels: stringMap.default({}),
-    serviceAccount: z.string().min(1).default('default'),
-    meshed: z.boolean().default(false),
-    ready: z.boolean().default(true),
+    serviceAccount: v.string().min(1).default('default'),
+    meshed: v.boolean().default(false),
+    ready: v.boolean().default(true),
   })
   .strict();
 
-export const registryFileSchema = z
+export const registryFileSchema = v
   .object({
-    services: z.array(serviceSchema).default([]),
-    pods: z.array(podSchema).default([]),
+    services: v.array(serviceSchema).default([]),
+    pods: v.array(podSchema).default([]),
     // HTTPRoute and GRPCRoute objects (src/route/model.ts checks each, naming its fields)
-    routes: z.array(z.unknown()).default([]),
+    routes: v.array(v.unknown()).default([]),
   })
   .strict();
 
-export type ServiceSpec = z.infer<typeof serviceSchema>;
-export type ServiceEndpointSpec = z.infer<typeof serviceEndpointSchema>;
-export type PodSpec = z.infer<typeof podSchema>;
+export type ServiceSpec = v.Infer<typeof serviceSchema>;
+export type ServiceEndpointSpec = v.Infer<typeof serviceEndpointSchema>;
+export type PodSpec = v.Infer<typeof podSchema>;
 export interface RegistryData {
   readonly services: readonly ServiceSpec[];
   readonly pods: readonly PodSpec[];

@@ -8,7 +8,7 @@
 // What is outside the mesh subset is refused with a field-named reason rather than ignored
 // (a filter tsmesh does not implement must not silently do nothing). What only applies to
 // Gateways is ignored as the spec says (parentRefs to a Gateway, hostnames).
-import { z } from 'zod';
+import * as v from '../schema/schema.ts';
 import { parseDuration } from '../config/parse.ts';
 
 export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
@@ -19,171 +19,171 @@ export type RouteKind = (typeof ROUTE_KINDS)[number];
 /** Longest regular expression accepted (they run per request: keep them small). */
 export const MAX_REGEX_LENGTH = 1024;
 
-const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label (lowercase letters, digits, -)').max(63);
-const objectName = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS name (lowercase letters, digits, -, .)').max(253);
-const port = z.number().int().min(1).max(65535);
+const dnsLabel = v.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label (lowercase letters, digits, -)').max(63);
+const objectName = v.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS name (lowercase letters, digits, -, .)').max(253);
+const port = v.number().int().min(1).max(65535);
 // RFC 7230 token: what an HTTP header name may be.
-const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/, 'must be an HTTP header name').max(256);
-const headerValue = z.string().max(4096).refine((v) => !/[\r\n\0]/.test(v), 'must not contain CR, LF or NUL');
+const headerName = v.string().regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/, 'must be an HTTP header name').max(256);
+const headerValue = v.string().max(4096).refine((v) => !/[\r\n\0]/.test(v), 'must not contain CR, LF or NUL');
 // Gateway API durations: up to four number+unit pairs, units h, m, s, ms ("0s" disables).
-const duration = z.string().regex(/^([0-9]{1,5}(h|m|s|ms)){1,4}$/, 'must be a Gateway API duration such as 500ms, 10s, 1m30s');
+const duration = v.string().regex(/^([0-9]{1,5}(h|m|s|ms)){1,4}$/, 'must be a Gateway API duration such as 500ms, 10s, 1m30s');
 
-const parentRefSchema = z
+const parentRefSchema = v
   .object({
-    group: z.string().optional(),
-    kind: z.string().optional(),
+    group: v.string().optional(),
+    kind: v.string().optional(),
     namespace: dnsLabel.optional(),
-    name: z.string().min(1).max(253),
+    name: v.string().min(1).max(253),
     port: port.optional(),
-    sectionName: z.string().optional(),
+    sectionName: v.string().optional(),
   })
   .strict();
 
-const headerMatchSchema = z
-  .object({ type: z.enum(['Exact', 'RegularExpression']).default('Exact'), name: headerName, value: z.string().max(4096) })
+const headerMatchSchema = v
+  .object({ type: v.oneOf(['Exact', 'RegularExpression']).default('Exact'), name: headerName, value: v.string().max(4096) })
   .strict();
 
-const queryMatchSchema = z
-  .object({ type: z.enum(['Exact', 'RegularExpression']).default('Exact'), name: z.string().min(1).max(256), value: z.string().max(4096) })
+const queryMatchSchema = v
+  .object({ type: v.oneOf(['Exact', 'RegularExpression']).default('Exact'), name: v.string().min(1).max(256), value: v.string().max(4096) })
   .strict();
 
-const pathMatchSchema = z
-  .object({ type: z.enum(['Exact', 'PathPrefix', 'RegularExpression']).default('PathPrefix'), value: z.string().max(4096).default('/') })
+const pathMatchSchema = v
+  .object({ type: v.oneOf(['Exact', 'PathPrefix', 'RegularExpression']).default('PathPrefix'), value: v.string().max(4096).default('/') })
   .strict();
 
-const httpMatchSchema = z
+const httpMatchSchema = v
   .object({
     path: pathMatchSchema.optional(),
-    headers: z.array(headerMatchSchema).max(16).default([]),
-    queryParams: z.array(queryMatchSchema).max(16).default([]),
-    method: z.enum(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']).optional(),
+    headers: v.array(headerMatchSchema).max(16).default([]),
+    queryParams: v.array(queryMatchSchema).max(16).default([]),
+    method: v.oneOf(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']).optional(),
   })
   .strict();
 
-const grpcMethodMatchSchema = z
-  .object({ type: z.enum(['Exact', 'RegularExpression']).default('Exact'), service: z.string().max(1024).optional(), method: z.string().max(1024).optional() })
+const grpcMethodMatchSchema = v
+  .object({ type: v.oneOf(['Exact', 'RegularExpression']).default('Exact'), service: v.string().max(1024).optional(), method: v.string().max(1024).optional() })
   .strict();
 
-const grpcMatchSchema = z
-  .object({ method: grpcMethodMatchSchema.optional(), headers: z.array(headerMatchSchema).max(16).default([]) })
+const grpcMatchSchema = v
+  .object({ method: grpcMethodMatchSchema.optional(), headers: v.array(headerMatchSchema).max(16).default([]) })
   .strict();
 
-const headerModifierSchema = z
+const headerModifierSchema = v
   .object({
-    set: z.array(z.object({ name: headerName, value: headerValue }).strict()).max(16).default([]),
-    add: z.array(z.object({ name: headerName, value: headerValue }).strict()).max(16).default([]),
-    remove: z.array(headerName).max(16).default([]),
+    set: v.array(v.object({ name: headerName, value: headerValue }).strict()).max(16).default([]),
+    add: v.array(v.object({ name: headerName, value: headerValue }).strict()).max(16).default([]),
+    remove: v.array(headerName).max(16).default([]),
   })
   .strict();
 
 const backendObjectRef = {
-  group: z.string().default(''),
-  kind: z.string().default('Service'),
-  name: z.string().min(1).max(253),
+  group: v.string().default(''),
+  kind: v.string().default('Service'),
+  name: v.string().min(1).max(253),
   namespace: dnsLabel.optional(),
   port: port.optional(),
 };
 
-const pathModifierSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('ReplaceFullPath'), replaceFullPath: z.string().startsWith('/', 'must start with /').max(1024) }).strict(),
+const pathModifierSchema = v.tagged('type', [
+  v.object({ type: v.literal('ReplaceFullPath'), replaceFullPath: v.string().startsWith('/', 'must start with /').max(1024) }).strict(),
   // "" replaces the prefix with nothing: /foo/bar with prefix /foo becomes /bar
-  z.object({ type: z.literal('ReplacePrefixMatch'), replacePrefixMatch: z.string().max(1024).refine((v) => v === '' || v.startsWith('/'), 'must start with / (or be empty)') }).strict(),
+  v.object({ type: v.literal('ReplacePrefixMatch'), replacePrefixMatch: v.string().max(1024).refine((v) => v === '' || v.startsWith('/'), 'must start with / (or be empty)') }).strict(),
 ]);
 
-const hostname = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, 'must be a host name').max(253);
+const hostname = v.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, 'must be a host name').max(253);
 
-const mirrorFilterSchema = z
+const mirrorFilterSchema = v
   .object({
-    type: z.literal('RequestMirror'),
-    requestMirror: z
+    type: v.literal('RequestMirror'),
+    requestMirror: v
       .object({
-        backendRef: z.object(backendObjectRef).strict(),
-        percent: z.number().int().min(0).max(100).optional(),
-        fraction: z.object({ numerator: z.number().int().min(0), denominator: z.number().int().min(1).default(100) }).strict().optional(),
+        backendRef: v.object(backendObjectRef).strict(),
+        percent: v.number().int().min(0).max(100).optional(),
+        fraction: v.object({ numerator: v.number().int().min(0), denominator: v.number().int().min(1).default(100) }).strict().optional(),
       })
       .strict(),
   })
   .strict();
 
-const filterSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('RequestHeaderModifier'), requestHeaderModifier: headerModifierSchema }).strict(),
-  z.object({ type: z.literal('ResponseHeaderModifier'), responseHeaderModifier: headerModifierSchema }).strict(),
-  z
+const filterSchema = v.tagged('type', [
+  v.object({ type: v.literal('RequestHeaderModifier'), requestHeaderModifier: headerModifierSchema }).strict(),
+  v.object({ type: v.literal('ResponseHeaderModifier'), responseHeaderModifier: headerModifierSchema }).strict(),
+  v
     .object({
-      type: z.literal('RequestRedirect'),
-      requestRedirect: z
+      type: v.literal('RequestRedirect'),
+      requestRedirect: v
         .object({
-          scheme: z.enum(['http', 'https']).optional(),
+          scheme: v.oneOf(['http', 'https']).optional(),
           hostname: hostname.optional(),
           path: pathModifierSchema.optional(),
           port: port.optional(),
-          statusCode: z.union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)]).default(302),
+          statusCode: v.anyOf([301, 302, 303, 307, 308]).default(302),
         })
         .strict(),
     })
     .strict(),
-  z.object({ type: z.literal('URLRewrite'), urlRewrite: z.object({ hostname: hostname.optional(), path: pathModifierSchema.optional() }).strict() }).strict(),
+  v.object({ type: v.literal('URLRewrite'), urlRewrite: v.object({ hostname: hostname.optional(), path: pathModifierSchema.optional() }).strict() }).strict(),
   mirrorFilterSchema,
 ]);
 
-const requestHeaderFilter = z.object({ type: z.literal('RequestHeaderModifier'), requestHeaderModifier: headerModifierSchema }).strict();
-const responseHeaderFilter = z.object({ type: z.literal('ResponseHeaderModifier'), responseHeaderModifier: headerModifierSchema }).strict();
-const backendFilterSchema = z.discriminatedUnion('type', [requestHeaderFilter, responseHeaderFilter]);
+const requestHeaderFilter = v.object({ type: v.literal('RequestHeaderModifier'), requestHeaderModifier: headerModifierSchema }).strict();
+const responseHeaderFilter = v.object({ type: v.literal('ResponseHeaderModifier'), responseHeaderModifier: headerModifierSchema }).strict();
+const backendFilterSchema = v.tagged('type', [requestHeaderFilter, responseHeaderFilter]);
 
-const backendRefSchema = z
-  .object({ ...backendObjectRef, weight: z.number().int().min(0).max(1_000_000).default(1), filters: z.array(backendFilterSchema).max(16).default([]) })
+const backendRefSchema = v
+  .object({ ...backendObjectRef, weight: v.number().int().min(0).max(1_000_000).default(1), filters: v.array(backendFilterSchema).max(16).default([]) })
   .strict();
 
-const timeoutsSchema = z.object({ request: duration.optional(), backendRequest: duration.optional() }).strict();
+const timeoutsSchema = v.object({ request: duration.optional(), backendRequest: duration.optional() }).strict();
 
-const httpRuleSchema = z
+const httpRuleSchema = v
   .object({
-    name: z.string().max(253).optional(),
-    matches: z.array(httpMatchSchema).max(64).default([]),
-    filters: z.array(filterSchema).max(16).default([]),
-    backendRefs: z.array(backendRefSchema).max(16).default([]),
+    name: v.string().max(253).optional(),
+    matches: v.array(httpMatchSchema).max(64).default([]),
+    filters: v.array(filterSchema).max(16).default([]),
+    backendRefs: v.array(backendRefSchema).max(16).default([]),
     timeouts: timeoutsSchema.optional(),
   })
   .strict();
 
-const grpcRuleSchema = z
+const grpcRuleSchema = v
   .object({
-    name: z.string().max(253).optional(),
-    matches: z.array(grpcMatchSchema).max(64).default([]),
+    name: v.string().max(253).optional(),
+    matches: v.array(grpcMatchSchema).max(64).default([]),
     // GRPCRoute has no redirect or rewrite
-    filters: z.array(z.discriminatedUnion('type', [requestHeaderFilter, responseHeaderFilter, mirrorFilterSchema])).max(16).default([]),
-    backendRefs: z.array(backendRefSchema).max(16).default([]),
+    filters: v.array(v.tagged('type', [requestHeaderFilter, responseHeaderFilter, mirrorFilterSchema])).max(16).default([]),
+    backendRefs: v.array(backendRefSchema).max(16).default([]),
   })
   .strict();
 
-const metadataSchema = z.object({
+const metadataSchema = v.object({
   name: objectName,
   namespace: dnsLabel.default('default'),
-  creationTimestamp: z.string().datetime({ offset: true }).optional(),
-  generation: z.number().int().optional(),
+  creationTimestamp: v.string().datetime().optional(),
+  generation: v.number().int().optional(),
 });
 
-const commonSpec = { parentRefs: z.array(parentRefSchema).min(1, 'a route needs a parentRef (the Service it applies to)').max(32), hostnames: z.array(z.string()).max(16).optional() };
+const commonSpec = { parentRefs: v.array(parentRefSchema).min(1, 'a route needs a parentRef (the Service it applies to)').max(32), hostnames: v.array(v.string()).max(16).optional() };
 
-const httpRouteSchema = z.object({
-  apiVersion: z.enum(ROUTE_API_VERSIONS).default(`${GATEWAY_GROUP}/v1`),
-  kind: z.literal('HTTPRoute'),
+const httpRouteSchema = v.object({
+  apiVersion: v.oneOf(ROUTE_API_VERSIONS).default(`${GATEWAY_GROUP}/v1`),
+  kind: v.literal('HTTPRoute'),
   metadata: metadataSchema,
-  spec: z.object({ ...commonSpec, rules: z.array(httpRuleSchema).max(64).default([{ matches: [], filters: [], backendRefs: [] }]) }).strict(),
-  status: z.unknown().optional(),
+  spec: v.object({ ...commonSpec, rules: v.array(httpRuleSchema).max(64).default([{ matches: [], filters: [], backendRefs: [] }]) }).strict(),
+  status: v.unknown().optional(),
 });
 
-const grpcRouteSchema = z.object({
-  apiVersion: z.enum(ROUTE_API_VERSIONS).default(`${GATEWAY_GROUP}/v1`),
-  kind: z.literal('GRPCRoute'),
+const grpcRouteSchema = v.object({
+  apiVersion: v.oneOf(ROUTE_API_VERSIONS).default(`${GATEWAY_GROUP}/v1`),
+  kind: v.literal('GRPCRoute'),
   metadata: metadataSchema,
-  spec: z.object({ ...commonSpec, rules: z.array(grpcRuleSchema).max(64).default([{ matches: [], filters: [], backendRefs: [] }]) }).strict(),
-  status: z.unknown().optional(),
+  spec: v.object({ ...commonSpec, rules: v.array(grpcRuleSchema).max(64).default([{ matches: [], filters: [], backendRefs: [] }]) }).strict(),
+  status: v.unknown().optional(),
 });
 
 /** One route object as the registry file and the discovery stream carry it. */
-export const routeSchema = z.discriminatedUnion('kind', [httpRouteSchema, grpcRouteSchema]);
-export type RouteObject = z.input<typeof routeSchema>;
+export const routeSchema = v.tagged('kind', [httpRouteSchema, grpcRouteSchema]);
+export type RouteObject = v.Infer<typeof routeSchema>;
 
 // ---- the normalized model ------------------------------------------------------------------
 
@@ -328,7 +328,7 @@ export function validateRoute(raw: unknown): MeshRoute {
   const rules: Rule[] = r.spec.rules.map((rule, i) => {
     const at = `spec.rules[${i}]`;
     const matches: Match[] = rule.matches.map((m, j) =>
-      r.kind === 'GRPCRoute' ? grpcMatch(m as z.infer<typeof grpcMatchSchema>, `${at}.matches[${j}]`, problems) : httpMatch(m as z.infer<typeof httpMatchSchema>, `${at}.matches[${j}]`, problems),
+      r.kind === 'GRPCRoute' ? grpcMatch(m as v.Infer<typeof grpcMatchSchema>, `${at}.matches[${j}]`, problems) : httpMatch(m as v.Infer<typeof httpMatchSchema>, `${at}.matches[${j}]`, problems),
     );
     const requestHeaders: HeaderModifier[] = [];
     const responseHeaders: HeaderModifier[] = [];
@@ -393,7 +393,7 @@ export function validateRoute(raw: unknown): MeshRoute {
   return { kind: r.kind, namespace: ns, name: r.metadata.name, createdAt, generation: r.metadata.generation, parents, rules };
 }
 
-function httpMatch(m: z.infer<typeof httpMatchSchema>, at: string, problems: string[]): Match {
+function httpMatch(m: v.Infer<typeof httpMatchSchema>, at: string, problems: string[]): Match {
   let path: PathMatch | undefined;
   if (m.path) {
     const { type, value } = m.path;
@@ -411,7 +411,7 @@ function httpMatch(m: z.infer<typeof httpMatchSchema>, at: string, problems: str
   };
 }
 
-function grpcMatch(m: z.infer<typeof grpcMatchSchema>, at: string, problems: string[]): Match {
+function grpcMatch(m: v.Infer<typeof grpcMatchSchema>, at: string, problems: string[]): Match {
   const mm = m.method;
   if (mm && mm.service === undefined && mm.method === undefined) problems.push(`${at}.method: needs a service or a method`);
   const re = (v: string | undefined, field: string) => (mm?.type === 'RegularExpression' && v !== undefined ? compile(v, `${at}.method.${field}`, problems) : undefined);
@@ -448,7 +448,7 @@ function compile(value: string, at: string, problems: string[]): RegExp | undefi
   }
 }
 
-function modifier(m: z.infer<typeof headerModifierSchema>): HeaderModifier {
+function modifier(m: v.Infer<typeof headerModifierSchema>): HeaderModifier {
   return {
     set: m.set.map((h) => ({ name: h.name.toLowerCase(), value: h.value })),
     add: m.add.map((h) => ({ name: h.name.toLowerCase(), value: h.value })),
@@ -456,7 +456,7 @@ function modifier(m: z.infer<typeof headerModifierSchema>): HeaderModifier {
   };
 }
 
-function pathModifier(p: z.infer<typeof pathModifierSchema> | undefined): PathModifier | undefined {
+function pathModifier(p: v.Infer<typeof pathModifierSchema> | undefined): PathModifier | undefined {
   if (!p) return undefined;
   return p.type === 'ReplaceFullPath' ? { type: p.type, value: p.replaceFullPath } : { type: p.type, value: p.replacePrefixMatch };
 }
