@@ -1,6 +1,7 @@
-// extractContext reads the canonical traceparent by position and everything else through the
-// OpenTelemetry propagators: for any headers, it must find what those propagators find (the
-// reference below is how tsmesh read trace context before), seeded random inputs included.
+// extractContext reads the canonical traceparent by position, other W3C forms with
+// OpenTelemetry's parseTraceParent and B3 with its own reader (./b3.ts): for any headers, it must
+// find what the OpenTelemetry propagators find (the reference below is how tsmesh read trace
+// context before), seeded random inputs included.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ROOT_CONTEXT, defaultTextMapGetter, isSpanContextValid, trace } from '@opentelemetry/api';
@@ -70,6 +71,23 @@ const FIXED: Headers[] = [
   { b3: `${TRACE}-${SPAN}-0-${SPAN}` },
   { b3: `${TRACE}-${SPAN}-${SPAN}` },
   { b3: '0' },
+  { b3: `${TRACE.slice(16)}-${SPAN}-d` },
+  { b3: `x${TRACE}-${SPAN}-1-${SPAN}` },
+  { b3: `${TRACE}-${SPAN}-10` },
+  { b3: `${TRACE.toUpperCase()}-${SPAN}-1` },
+  { b3: `${'0'.repeat(32)}-${SPAN}-1` },
+  { b3: [`${TRACE}-${SPAN}-1`, 'x'] },
+  { b3: '', 'x-b3-traceid': TRACE, 'x-b3-spanid': SPAN, 'x-b3-sampled': '1' },
+  { b3: 5, 'x-b3-traceid': TRACE, 'x-b3-spanid': SPAN },
+  { 'x-b3-traceid': TRACE.toUpperCase(), 'x-b3-spanid': SPAN.toUpperCase(), 'x-b3-sampled': 'true' },
+  { 'x-b3-traceid': TRACE, 'x-b3-spanid': SPAN, 'x-b3-sampled': 'yes' },
+  { 'x-b3-traceid': TRACE, 'x-b3-spanid': SPAN, 'x-b3-sampled': 'yes', 'x-b3-flags': '1' },
+  { 'x-b3-traceid': TRACE, 'x-b3-spanid': SPAN, 'x-b3-sampled': 1 },
+  { 'x-b3-traceid': TRACE, 'x-b3-spanid': SPAN, 'x-b3-sampled': ['False', '1'] },
+  { 'x-b3-traceid': 'abc', 'x-b3-spanid': SPAN },
+  { 'x-b3-traceid': 7, 'x-b3-spanid': SPAN },
+  { 'x-b3-traceid': TRACE, 'x-b3-spanid': `${SPAN}0` },
+  { 'x-b3-traceid': TRACE, 'x-b3-spanid': '0'.repeat(16) },
   {},
 ];
 
@@ -103,6 +121,48 @@ test('seeded random traceparents around the canonical form read as the propagato
     if (r) sampledOnes++;
   }
   assert.ok(sampledOnes > 10_000, `enough valid inputs among the random ones (${sampledOnes})`);
+});
+
+test('seeded random B3 headers (single and multi) read as the B3 propagator reads them', () => {
+  let seed = 29; // mulberry32
+  const rand = (n: number) => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) % n;
+  };
+  const CHARS = '0123456789abcdefABCDEF-d01x \t';
+  const id = (len: number) => (rand(15) === 0 ? '0'.repeat(len) : Array.from({ length: len }, () => (rand(4) === 0 ? '0' : '0123456789abcdef'[rand(16)])).join(''));
+  const edit = (v: string) => {
+    for (let e = rand(3); e > 0; e--) {
+      const at = rand(v.length + 1);
+      const op = rand(3);
+      const c = CHARS[rand(CHARS.length)]!;
+      v = op === 0 ? v.slice(0, at) + c + v.slice(at + 1) : op === 1 ? v.slice(0, at) + c + v.slice(at) : v.slice(0, at) + v.slice(at + 1);
+    }
+    return v;
+  };
+  const SAMPLING = ['1', '0', 'd', 'true', 'True', 'false', 'False', 'yes', '', undefined];
+  let found = 0;
+  for (let i = 0; i < 50_000; i++) {
+    const h: Headers = {};
+    if (rand(2) === 0) {
+      const parts = [id(rand(3) === 0 ? 16 : 32), id(16)];
+      if (rand(3) > 0) parts.push(['1', '0', 'd', '01', 'x'][rand(5)]!);
+      if (rand(3) === 0) parts.push(id(16));
+      h['b3'] = edit(parts.join('-'));
+    } else {
+      h['x-b3-traceid'] = edit(id(rand(3) === 0 ? 16 : 32));
+      h['x-b3-spanid'] = edit(id(16));
+      const sampled = SAMPLING[rand(SAMPLING.length)];
+      if (sampled !== undefined) h['x-b3-sampled'] = sampled;
+      if (rand(4) === 0) h['x-b3-flags'] = ['1', '0'][rand(2)]!;
+    }
+    const r = reference(h);
+    assert.deepEqual(ours(h), r, JSON.stringify(h));
+    if (r) found++;
+  }
+  assert.ok(found > 10_000, `enough valid inputs among the random ones (${found})`);
 });
 
 test('what the proxy writes, the next proxy reads back', () => {

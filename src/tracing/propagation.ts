@@ -5,11 +5,11 @@
 //
 // This runs on every request, sampled or not, so the common case costs no OpenTelemetry
 // Context: a `traceparent` in its canonical form (what every sidecar sends the next one) is
-// read here by position; anything else is read by the OpenTelemetry propagators (their
-// parseTraceParent for other W3C forms, their B3 propagator), with the same results.
-import { ROOT_CONTEXT, defaultTextMapGetter, isSpanContextValid, trace, TraceFlags, type SpanContext } from '@opentelemetry/api';
+// read here by position; other W3C forms by OpenTelemetry's parseTraceParent; B3 by ./b3.ts,
+// which reads it as OpenTelemetry's B3 propagator does.
+import { TraceFlags, type SpanContext } from '@opentelemetry/api';
 import { parseTraceParent, TraceState } from '@opentelemetry/core';
-import { B3Propagator } from '@opentelemetry/propagator-b3';
+import { b3Parent } from './b3.ts';
 
 type Headers = Record<string, string | string[] | number | undefined>;
 
@@ -28,9 +28,6 @@ export interface Extracted {
   readonly deferred: boolean;
 }
 
-// Reads the single `b3` header, else X-B3-*.
-const b3 = new B3Propagator();
-
 /**
  * The caller's trace context from `headers` (lower-cased names); undefined when there is none
  * or it is malformed. W3C wins over B3 when both are present.
@@ -43,8 +40,8 @@ export function extractContext(headers: Headers): Extracted | undefined {
   }
   const single = headers['b3'];
   if (single === undefined && headers['x-b3-traceid'] === undefined) return undefined;
-  const found = trace.getSpanContext(b3.extract(ROOT_CONTEXT, headers, defaultTextMapGetter));
-  if (!found || !isSpanContextValid(found)) return undefined;
+  const found = b3Parent(headers);
+  if (!found) return undefined;
   const deferred = single !== undefined ? b3SingleDeferred(String(single)) : headers['x-b3-sampled'] === undefined && headers['x-b3-flags'] === undefined;
   return { parent: found, deferred };
 }
