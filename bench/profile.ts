@@ -109,7 +109,7 @@ async function main(): Promise<void> {
     await sleep(1000);
     const idle = mem();
     process.stdout.write(`mTLS ${mtls} (pod-a inbound reports mtls=${pair.observedMtls}); node args: ${nodeArgs.join(' ') || '-'}; env: ${JSON.stringify(env)}; annotations: ${JSON.stringify(annotations)}\n`);
-    process.stdout.write(`idle RSS after one request: pod-a ${mib(idle.a.rssKiB)} MiB (${idle.a.processes} proc), pod-b ${mib(idle.b.rssKiB)} MiB (${idle.b.processes} proc)\n`);
+    process.stdout.write(`idle RSS after one request: pod-a ${mib(idle.a.rssKiB)} MiB (${idle.a.processes} proc), pod-b ${mib(idle.b.rssKiB)} MiB (${idle.b.processes} proc); RssAnon ${mib(idle.a.anonKiB)}, ${mib(idle.b.anonKiB)}\n`);
     const load = { url: pairUrl, rate, connections, files, workDir: work, spread: values.spread ?? false };
     await fixedRate({ ...load, seconds: warmup, tag: 'warmup' });
     const cpuA0 = treeCpuSeconds([podA.pid]);
@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     process.stdout.write(
       `fixed rate: ${fr.requests} requests (${fr.achievedRps.toFixed(0)}/s), ${fr.errors} errors; p50 ${l.p50.toFixed(2)} ms, p90 ${l.p90.toFixed(2)} ms, p99 ${l.p99.toFixed(2)} ms, p99.9 ${l.p999.toFixed(2)} ms\n` +
         `CPU s/1000 req: pod-a ${per1000(cpuA)}, pod-b ${per1000(cpuB)}, pair ${per1000(cpuA + cpuB)}\n` +
-        `RSS under load: pod-a ${mib(loaded.a.rssKiB)} MiB, pod-b ${mib(loaded.b.rssKiB)} MiB (peak ${mib(loaded.a.hwmKiB)}, ${mib(loaded.b.hwmKiB)})\n`,
+        `RSS under load: pod-a ${mib(loaded.a.rssKiB)} MiB, pod-b ${mib(loaded.b.rssKiB)} MiB (peak ${mib(loaded.a.hwmKiB)}, ${mib(loaded.b.hwmKiB)}); RssAnon ${mib(loaded.a.anonKiB)}, ${mib(loaded.b.anonKiB)}\n`,
     );
     if (values.wrk) {
       const w = await highestThroughput({ url: pairUrl, threads: 2, connections: 64, seconds: Number(values.wrk), files, workDir: work, tag: 'wrk' });
@@ -133,7 +133,7 @@ async function main(): Promise<void> {
     if (values.idle) {
       await sleep(Number(values.idle) * 1000);
       const later = mem();
-      process.stdout.write(`RSS ${values.idle}s after the load: pod-a ${mib(later.a.rssKiB)} MiB, pod-b ${mib(later.b.rssKiB)} MiB\n`);
+      process.stdout.write(`RSS ${values.idle}s after the load: pod-a ${mib(later.a.rssKiB)} MiB, pod-b ${mib(later.b.rssKiB)} MiB; RssAnon ${mib(later.a.anonKiB)}, ${mib(later.b.anonKiB)}\n`);
     }
     await Promise.all(pair.procs.map((p) => stopTree(p, 10_000)));
     await stopTree(app);
