@@ -60,3 +60,16 @@ test('tsmesh proxy in local mode with certificate files loads neither @peculiar/
     assert.deepEqual(fromPackage(modules, name), [], `${name} is not loaded`);
   }
 });
+
+test("the sidecar's modules do not load Node's bundled undici (an ES import of node:http would, through its lazy WebSocket getter)", async () => {
+  // the whole static graph of the sidecar, and the registry file's reader, in a fresh process
+  const code = `await import(${JSON.stringify(join(root, 'src/sidecar.ts'))}); await import(${JSON.stringify(join(root, 'src/registry/file-source.ts'))});
+    process.stdout.write(JSON.stringify({ sidecar: typeof (await import(${JSON.stringify(join(root, 'src/sidecar.ts'))})).startSidecar, undici: process.moduleLoadList.filter((m) => m.includes('undici')) }));`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  await new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const seen = JSON.parse(out) as { sidecar: string; undici: string[] };
+  assert.equal(seen.sidecar, 'function', 'the sidecar module was loaded');
+  assert.deepEqual(seen.undici, []);
+});

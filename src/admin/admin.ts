@@ -4,7 +4,8 @@
 // (quitquitquit) or reveals its state (config, debug) and answers only the pod's own
 // containers, that is callers on loopback (as Istio takes its admin operations only from
 // localhost): 403 with x-tsmesh-error forbidden for anyone else.
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
+import { createServer } from '../http/node-http.ts';
 import type { Registry as Metrics } from 'prom-client';
 import { probeApp, type AppProbe } from './app-probes.ts';
 import { ProxyError } from '../errors/errors.ts';

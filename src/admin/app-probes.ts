@@ -3,7 +3,7 @@
 // certificate, can probe an app behind a strict mTLS sidecar. TSMESH_APP_PROBES (set by the
 // injector) records each original httpGet probe; the sidecar makes that call to the app and
 // answers the kubelet with the app's status, as the kubelet would have seen it.
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest } from '../http/node-http.ts';
 import { request as httpsRequest } from 'node:https';
 import { ConfigError } from '../errors/errors.ts';
 import * as v from '../schema/schema.ts';

@@ -4,7 +4,8 @@
 // as `grpc-status` and `grpc-message` (a trailers-only answer, or error trailers once its
 // response has started). `proxyErrorResponse` decides the answer; the functions below it only
 // write it out for a transport. No other file writes `x-tsmesh-error` (test/error-responses.test.ts).
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import { STATUS_CODES } from '../http/node-http.ts';
 import type { Duplex } from 'node:stream';
 import type { ProxyError } from './errors.ts';
 import { encodeGrpcMessage } from '../h2/grpc.ts';

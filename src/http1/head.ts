@@ -10,7 +10,7 @@
 // find the empty line that ends the head, refusing a bare LF at once; the parse functions then
 // read the complete head.
 
-import { METHODS } from 'node:http';
+import { METHODS } from '../http/node-http.ts';
 
 /** The methods node:http (llhttp) knows, which apps behind the sidecar are written for; others are refused as today. */
 const KNOWN_METHODS = new Set(METHODS);

@@ -12,7 +12,7 @@
 //   - `Expect: 100-continue` is answered here, as node:http did; Upgrade requests (WebSocket)
 //     are handed over with the socket and the bytes after their head.
 // Header and idle timeouts are checked by one sweep per server, not a timer per request.
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES } from '../http/node-http.ts';
 import type { Socket } from 'node:net';
 import type { HeadError} from './head.ts';
 import { parseRequestHead, scanHead, type Headers, type RequestHead } from './head.ts';

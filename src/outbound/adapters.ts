@@ -10,7 +10,7 @@
 //              long as it is open. A route's response header filters, mirrors and timeouts do
 //              not apply to it (its response is the 101 and the frames after it)
 import type { IncomingMessage } from 'node:http';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES } from '../http/node-http.ts';
 import type { Socket } from 'node:net';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { ProxyError } from '../errors/errors.ts';

@@ -2,7 +2,8 @@
 // the app port its preamble names), for WebSocket upgrades forwarded by http-proxy; ordinary
 // HTTP/1.1 requests use the raw-socket core's pools (src/http1/client.ts). Idle connections are closed before the usual 5 s
 // keep-alive timeout of app servers, to avoid reusing a connection the server is closing.
-import { Agent, type AgentOptions } from 'node:http';
+import type { AgentOptions } from 'node:http';
+import { Agent } from '../http/node-http.ts';
 import type { Duplex } from 'node:stream';
 import { APP_IDLE_MS, MESH_IDLE_MS, poolKey, type Destination, type Dialer } from './dial.ts';
 
