@@ -8,7 +8,7 @@ import CircuitBreaker from 'opossum';
 import type { Policy } from '../config/annotations.ts';
 import type { Classification } from '../classify/classify.ts';
 import type { Endpoint } from '../registry/model.ts';
-import { FailureAccrual, type AccrualState } from './accrual.ts';
+import { FailureAccrual, type AccrualState, type Outcome } from './accrual.ts';
 
 export interface BreakerSettings {
   errorThresholdPercentage: number;
@@ -35,6 +35,29 @@ export interface Ticket {
   settle(c: Classification | undefined): void;
 }
 
+const ignore = (): void => undefined;
+
+/** One attempt admitted (an object, not closures per attempt). */
+class Admission implements Ticket {
+  readonly #health: EndpointHealth;
+  readonly #accrual: (outcome: Outcome) => void;
+  resolve: ((ok: boolean) => void) | undefined;
+
+  constructor(health: EndpointHealth, accrual: (outcome: Outcome) => void) {
+    this.#health = health;
+    this.#accrual = accrual;
+  }
+
+  settle(c: Classification | undefined): void {
+    const resolve = this.resolve;
+    if (resolve === undefined) return;
+    this.resolve = undefined;
+    resolve(!c?.failure); // an abandoned attempt is no failure
+    this.#accrual(c === undefined ? 'abandoned' : !c.failure ? 'success' : c.unreachable ? 'unreachable' : 'failure');
+    this.#health.report();
+  }
+}
+
 export class EndpointHealth {
   readonly key: string;
   readonly service: string;
@@ -43,6 +66,8 @@ export class EndpointHealth {
   #probing = false;
   readonly #onState: (h: EndpointHealth) => void;
   #reported: HealthState = 'closed';
+  /** The policy applied last (a Service's policy is one object until its annotations change). */
+  #policy: Policy;
 
   constructor(key: string, service: string, policy: Policy, onState: (h: EndpointHealth) => void, now?: () => number) {
     this.key = key;
@@ -54,11 +79,14 @@ export class EndpointHealth {
         if (!(await outcome)) throw new AttemptFailed();
         return true;
       },
-      { ...breakerSettings(policy), timeout: false, rollingCountTimeout: 10_000, rollingCountBuckets: 10 },
+      // no latency percentiles (every attempt's latency kept for 10 s and sorted at each
+      // failure and each second) and no snapshots: nothing here reads them
+      { ...breakerSettings(policy), timeout: false, rollingCountTimeout: 10_000, rollingCountBuckets: 10, rollingPercentilesEnabled: false, enableSnapshots: false },
     );
-    this.#breaker.on('open', () => this.#report());
-    this.#breaker.on('halfOpen', () => this.#report());
-    this.#breaker.on('close', () => this.#report());
+    this.#policy = policy;
+    this.#breaker.on('open', () => this.report());
+    this.#breaker.on('halfOpen', () => this.report());
+    this.#breaker.on('close', () => this.report());
   }
 
   /**
@@ -67,6 +95,8 @@ export class EndpointHealth {
    * and an open state stay; test/resilience.test.ts holds it to that.
    */
   update(policy: Policy): void {
+    if (policy === this.#policy) return;
+    this.#policy = policy;
     Object.assign((this.#breaker as unknown as { options: BreakerSettings }).options, breakerSettings(policy));
     this.#accrual.threshold = policy['consecutive-failures'];
   }
@@ -104,30 +134,20 @@ export class EndpointHealth {
   admit(): Ticket {
     const probe = this.#breaker.halfOpen;
     if (probe) this.#probing = true;
-    let settleBreaker!: (ok: boolean) => void;
-    this.#breaker.fire(new Promise<boolean>((resolve) => (settleBreaker = resolve))).then(
-      () => this.#settled(probe),
-      () => this.#settled(probe),
-    );
-    const settleAccrual = this.#accrual.admit();
-    let done = false;
-    return {
-      settle: (c) => {
-        if (done) return;
-        done = true;
-        settleBreaker(!c?.failure); // an abandoned attempt is no failure
-        settleAccrual(c === undefined ? 'abandoned' : !c.failure ? 'success' : c.unreachable ? 'unreachable' : 'failure');
-        this.#report();
-      },
-    };
+    const ticket = new Admission(this, this.#accrual.admit());
+    const fired = this.#breaker.fire(new Promise<boolean>((resolve) => (ticket.resolve = resolve)));
+    // a probe is out until the breaker has taken its result (closed or opened again)
+    if (probe) fired.then(this.#probeSettled, this.#probeSettled);
+    else fired.then(undefined, ignore);
+    return ticket;
   }
 
-  #settled(probe: boolean): void {
-    if (probe) this.#probing = false;
-  }
+  readonly #probeSettled = (): void => {
+    this.#probing = false;
+  };
 
   /** Tells the metrics when the state they show changed. */
-  #report(): void {
+  report(): void {
     const state = this.state;
     if (state === this.#reported) return;
     this.#reported = state;
@@ -135,7 +155,7 @@ export class EndpointHealth {
   }
 
   snapshot(): { breaker: HealthState; accrual: AccrualState; consecutiveFailures: number; ejectedForMs: number } {
-    this.#report();
+    this.report();
     return { breaker: this.breaker, accrual: this.#accrual.state, consecutiveFailures: this.#accrual.consecutiveFailures, ejectedForMs: Math.round(this.#accrual.ejectedForMs) };
   }
 
@@ -177,7 +197,11 @@ export class HealthTable {
    * accrual has ejected all of them, those the breaker still lets through (rather than fail);
    * empty when every breaker is open.
    */
-  usable(service: string, policy: Policy, endpoints: readonly Endpoint[]): Endpoint[] {
+  usable(service: string, policy: Policy, endpoints: readonly Endpoint[]): readonly Endpoint[] {
+    // the common case, every endpoint available: the list itself, nothing made per request
+    let all = true;
+    for (const ep of endpoints) if (!this.get(service, ep.key, policy).available) all = false;
+    if (all) return endpoints;
     const states = endpoints.map((ep) => [ep, this.get(service, ep.key, policy)] as const);
     const available = states.filter(([, h]) => h.available).map(([ep]) => ep);
     if (available.length > 0) return available;
