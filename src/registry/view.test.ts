@@ -128,3 +128,20 @@ test('Registry.ensure*: from the view at once without an on-demand source; with 
   assert.equal(await registry.ensureAuthority('other', 'shop'), undefined, 'unknown to the source: no load');
   assert.ok(!loads.some((k) => k.includes('shop/other')));
 });
+
+test('lookups remembered per snapshot answer as before, and still tell the source what is used and missed', () => {
+  const seen: string[] = [];
+  const v = new RegistryView(data, 1, {
+    used: (s) => seen.push(`used ${s.name}`),
+    missedAuthority: (a, ns) => seen.push(`missed ${a} ${ns}`),
+    missedAddress: () => undefined,
+  });
+  const first = v.byAuthority('web.shop', 'x');
+  const again = v.byAuthority('web.shop', 'x');
+  assert.equal(again, first, 'the same target');
+  assert.equal(v.byAuthority('web', 'x'), undefined, 'a hit for one caller namespace is not one for another');
+  assert.equal(v.byAuthority('web', 'x'), undefined);
+  assert.equal(v.byAuthority('web', 'shop')?.service.name, 'web');
+  assert.equal(v.endpoints(first!), v.endpoints(again!));
+  assert.deepEqual(seen, ['used web', 'used web', 'missed web x', 'missed web x', 'used web', 'used web', 'used web']);
+});

@@ -23,6 +23,9 @@ export interface ServiceTarget {
 
 export const CLUSTER_DOMAIN = 'cluster.local';
 
+/** Authorities remembered per caller namespace and snapshot (Host headers are the client's: bounded). */
+const MAX_AUTHORITIES = 1024;
+
 export class RegistryView {
   readonly version: number;
   readonly services: readonly Service[];
@@ -33,6 +36,10 @@ export class RegistryView {
   readonly #byClusterIP = new Map<string, Service>();
   readonly #podsByIP = new Map<string, Pod>();
   readonly #endpoints = new Map<string, readonly Endpoint[]>(); // "ns/name:port"
+  // the lookups of the per-request path, remembered for this snapshot: hits by caller namespace
+  // and authority (bounded), endpoints by the ServicePort object
+  readonly #authorities = new Map<string, Map<string, ServiceTarget>>();
+  readonly #endpointsOf = new WeakMap<ServicePort, readonly Endpoint[]>();
   readonly #hooks: ViewHooks | undefined;
 
   constructor(data: RegistryData, version: number, hooks?: ViewHooks) {
@@ -70,6 +77,21 @@ export class RegistryView {
    * ClusterIP; the port defaults to 80.
    */
   byAuthority(authority: string, callerNamespace: string): ServiceTarget | undefined {
+    let known = this.#authorities.get(callerNamespace);
+    const hit = known?.get(authority);
+    if (hit !== undefined) {
+      this.#hooks?.used(hit.service);
+      return hit;
+    }
+    const target = this.#byAuthority(authority, callerNamespace);
+    if (target !== undefined) {
+      if (known === undefined) this.#authorities.set(callerNamespace, (known = new Map()));
+      if (known.size < MAX_AUTHORITIES) known.set(authority, target);
+    }
+    return target;
+  }
+
+  #byAuthority(authority: string, callerNamespace: string): ServiceTarget | undefined {
     const { host, port } = splitAuthority(authority);
     if (!host) return undefined;
     const byIP = this.#byClusterIP.get(host);
@@ -121,8 +143,10 @@ export class RegistryView {
    * them (discovery), else the namespace's ready pods whose labels match the selector.
    */
   endpoints(target: ServiceTarget): readonly Endpoint[] {
-    const key = `${target.service.namespace}/${target.service.name}:${target.port.port}`;
     this.#hooks?.used(target.service);
+    const known = this.#endpointsOf.get(target.port);
+    if (known !== undefined) return known;
+    const key = `${target.service.namespace}/${target.service.name}:${target.port.port}`;
     let eps = this.#endpoints.get(key);
     if (!eps) {
       const { service, port } = target;
@@ -144,6 +168,7 @@ export class RegistryView {
       }
       this.#endpoints.set(key, eps);
     }
+    this.#endpointsOf.set(target.port, eps);
     return eps;
   }
 }
