@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import type { HeadError} from './head.ts';
 import { parseResponseHead, scanHead, hasToken, type ResponseHead } from './head.ts';
 import { ChunkedFramer } from './body.ts';
-import type { BodySink, ServerRequest } from './server.ts';
+import { withHead, type BodySink, type ServerRequest } from './server.ts';
 import { classifyUpstreamError, ProxyError } from '../errors/errors.ts';
 import { APP_IDLE_MS, MESH_IDLE_MS, poolKey, type Destination, type Dialer } from '../upstream/dial.ts';
 
@@ -428,14 +428,13 @@ export class UpstreamAttempt implements BodySink {
     this.#conn = conn;
     conn.attempt = this;
     conn.expectResponse();
-    const head = Buffer.from(this.#head, 'latin1');
     if (this.#replay !== undefined) {
       this.requestSent = true;
-      conn.socket.write(this.#replay.length ? Buffer.concat([head, this.#replay], head.length + this.#replay.length) : head);
+      conn.socket.write(withHead(this.#head, this.#replay.length ? [this.#replay] : NO_PARTS));
       return;
     }
     // streaming: what the client connection holds of the body is given synchronously
-    this.#first = this.#prefix ? [head, this.#prefix] : [head];
+    this.#first = this.#prefix ? [this.#prefix] : [];
     this.#starting = true;
     this.req.pipeBody(this);
     this.#starting = false;
@@ -443,7 +442,7 @@ export class UpstreamAttempt implements BodySink {
     if (this.req.finished) return this.cancel();
     const parts = this.#first;
     this.#first = undefined;
-    const more = conn.socket.write(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+    const more = conn.socket.write(withHead(this.#head, parts));
     if (!more && !this.requestSent) this.#blocked = true;
   }
 
@@ -579,6 +578,8 @@ export class UpstreamAttempt implements BodySink {
     }
   }
 }
+
+const NO_PARTS: readonly Buffer[] = [];
 
 /** The upstream's header lines for the client: hop-by-hop ones (and those Connection names) left out, framing said. */
 function responseLines(r: ResponseHead, framing: string): string {

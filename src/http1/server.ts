@@ -381,8 +381,7 @@ export class ServerConnection<C = unknown> {
   writeResponse(head: string, first: Buffer | undefined): boolean {
     if (this.#state === STATE_CLOSED) return false;
     if (first === undefined || first.length === 0) return this.socket.write(head, 'latin1');
-    const h = Buffer.from(head, 'latin1');
-    return this.socket.write(Buffer.concat([h, first], h.length + first.length));
+    return this.socket.write(withHead(head, [first]));
   }
 
   /** The response to `req` ended: go on with the next pipelined request, or close. */
@@ -449,6 +448,16 @@ export class ServerConnection<C = unknown> {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** A head (latin1 text) and the body bytes after it, in one Buffer: one write, one TLS record. */
+export function withHead(head: string, parts: readonly Buffer[]): Buffer {
+  let length = head.length;
+  for (const p of parts) length += p.length;
+  const out = Buffer.allocUnsafe(length);
+  let at = out.write(head, 0, 'latin1');
+  for (const p of parts) at += p.copy(out, at);
+  return out;
+}
 
 /**
  * A listener's HTTP/1.1 side: the connections handed to it after protocol detection, their
