@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { createLogger, type Logger } from './log.ts';
-import { logHttp, type HttpAccess } from './access.ts';
+import { logHttp, num, type HttpAccess } from './access.ts';
 
 const base: HttpAccess = {
   direction: 'outbound',
@@ -119,4 +119,17 @@ test('a logger the line cannot be reproduced for (a mixin) keeps pino\'s path; l
   warn.level = 'warn';
   logHttp(warn, base);
   assert.deepEqual(quiet, []);
+});
+
+test('numbers are written as String(n) writes them: integers, ms rounded to 3 decimals, and anything else', () => {
+  const values = [0, -0, 1, 7, 200, 999, 1000, 0.001, 0.01, 0.1, 0.5, 0.123, 1.5, 1.05, 1.005, 12.34, 999999999.999, 1e9, 1e9 + 0.5, 123456789.001, 0.0001, 1 / 3, -1.5, 2 ** 53, 1e21, 1e-7, Number.MAX_VALUE];
+  let seed = 17;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let i = 0; i < 200_000; i++) {
+    const ms = random() * (i % 3 === 0 ? 10 : i % 3 === 1 ? 10_000 : 1e9);
+    values.push(Math.round(ms * 1000) / 1000, Math.round(ms), ms);
+  }
+  for (const v of values) assert.equal(num(v), String(v), `${v}`);
+  assert.equal(num(Number.NaN), 'null');
+  assert.equal(num(Number.POSITIVE_INFINITY), 'null');
 });
