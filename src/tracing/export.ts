@@ -67,19 +67,16 @@ export function otlpTargetFromEnv(env: NodeJS.ProcessEnv): { target: OtlpTarget 
 
 /**
  * The OTLP exporter for `target`; the other OTEL_EXPORTER_OTLP_* variables (headers, timeout,
- * compression) are read by the exporter. The exporter's packages (a few MB of code with their
- * protobuf and metrics dependencies) are loaded at the first export, so a sidecar that exports
- * nothing never loads them.
+ * compression) are read by the exporter. The exporter (./otlp.ts: OTLP's HTTP delegate and its
+ * trace serializer, ~0.3 MiB) is loaded at the first export, so a sidecar that exports nothing
+ * never loads it.
  */
 export function createOtlpExporter(target: OtlpTarget, options: { timeoutMillis?: number } = {}): SpanExporter {
   const config = { url: target.url, ...(options.timeoutMillis !== undefined ? { timeoutMillis: options.timeoutMillis } : {}) };
   let loaded: Promise<SpanExporter> | undefined;
   let exporter: SpanExporter | undefined;
   const load = (): Promise<SpanExporter> =>
-    (loaded ??= (target.protocol === 'http/json'
-      ? import('@opentelemetry/exporter-trace-otlp-http').then((m) => new m.OTLPTraceExporter(config))
-      : import('@opentelemetry/exporter-trace-otlp-proto').then((m) => new m.OTLPTraceExporter(config))
-    ).then((e) => (exporter = e)));
+    (loaded ??= import('./otlp.ts').then((m) => (exporter = m.otlpTraceExporter(target.protocol, config))));
   return {
     export(spans, done) {
       if (exporter) return exporter.export(spans, done);
