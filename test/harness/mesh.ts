@@ -2,7 +2,7 @@
 // of 127/8 to lo), so each pod's sidecar can use the contract's inbound port 15006 as in a
 // cluster, and test files running in parallel do not collide.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { mkdtemp, writeFile, rm } from 'node:fs/promises';
+import { mkdtemp, writeFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -155,7 +155,10 @@ export async function testSidecar(options: {
     adminURL: `http://${pod.ip}:${sidecar.admin.port}`,
     annotationsFile,
     async setAnnotations(annotations) {
-      await writeFile(annotationsFile, formatPodInfo(annotations));
+      // whole, as the kubelet updates downward API files (a new file swapped in): a write in
+      // place can be read half-written (an empty file is a real, valid state: no annotations)
+      await writeFile(`${annotationsFile}.next`, formatPodInfo(annotations));
+      await rename(`${annotationsFile}.next`, annotationsFile);
     },
     close: () => sidecar.close(),
   };
