@@ -2,7 +2,8 @@
 // with certificate files (TSMESH_TLS_DIR) it reads its certificates with node:crypto and has no
 // discovery stream, so neither @peculiar/x509 (with its ASN.1 stack and Reflect polyfill) nor ws
 // is loaded; the registry file needs yaml, which is. zod is the control plane's only: the
-// sidecar checks its settings, registry and routes with src/schema/. Seen through a module-load trace
+// sidecar checks its settings, registry and routes with src/schema/. http-proxy is loaded at
+// the first WebSocket upgrade. Seen through a module-load trace
 // (test/harness/module-trace.ts) of the real process. The memory itself is measured in bench/.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -51,12 +52,12 @@ async function loadedModules(extraEnv: (dir: string) => Promise<NodeJS.ProcessEn
 
 const fromPackage = (modules: string[], name: string) => modules.filter((url) => url.includes(`/node_modules/${name}/`));
 
-test('tsmesh proxy in local mode with certificate files loads neither @peculiar/x509, ws nor zod; yaml only for its registry file', async () => {
+test('tsmesh proxy in local mode with certificate files loads neither @peculiar/x509, ws, zod nor http-proxy (until a WebSocket); yaml only for its registry file', async () => {
   const ca = await createCA({ trustDomain: 'cluster.local' });
   const modules = await loadedModules(async (dir) => ({ TSMESH_TLS_DIR: await writeWorkloadIdentity(ca, join(dir, 'tls'), { namespace: 'default', serviceAccount: 'pod-b' }) }));
   assert.ok(modules.some((url) => url.endsWith('/src/sidecar.ts')), 'the trace saw the sidecar load');
   assert.ok(fromPackage(modules, 'yaml').length > 0, 'the registry file is YAML');
-  for (const name of ['@peculiar/x509', 'reflect-metadata', 'tsyringe', 'ws', 'zod']) {
+  for (const name of ['@peculiar/x509', 'reflect-metadata', 'tsyringe', 'ws', 'zod', 'http-proxy', 'follow-redirects']) {
     assert.deepEqual(fromPackage(modules, name), [], `${name} is not loaded`);
   }
 });

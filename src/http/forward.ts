@@ -1,7 +1,10 @@
 // WebSocket (any HTTP/1.1 Upgrade) forwarding with http-proxy, over the endpoint's node:http
 // agent (src/upstream/pool.ts). Ordinary HTTP/1.1 requests go through the raw-socket core
 // (src/http1/); an Upgrade request is handed here with its socket and the bytes after its head.
-import httpProxy from 'http-proxy';
+// http-proxy (with follow-redirects and eventemitter3) is loaded at the first Upgrade: most
+// sidecars never see one (issue 17, memory).
+import { createRequire } from 'node:module';
+import type HttpProxy from 'http-proxy';
 import type { Agent, ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { stripHopByHop } from './headers.ts';
@@ -36,10 +39,13 @@ export function targetUrl(ep: { ip: string; port: number }): string {
 }
 
 export function createForwarder(): Forwarder {
-  const proxy = httpProxy.createProxyServer({ xfwd: false, changeOrigin: false, ws: true, selfHandleResponse: true });
+  let created: HttpProxy | undefined;
+  const proxyServer = (): HttpProxy =>
+    (created ??= (createRequire(import.meta.url)('http-proxy') as typeof HttpProxy).createProxyServer({ xfwd: false, changeOrigin: false, ws: true, selfHandleResponse: true }));
 
   return {
     upgrade(req, socket, head, target, agent, done) {
+      const proxy = proxyServer();
       stripHopByHop(req.headers, true);
       const result: UpgradeResult = { status: 0, error: undefined, headAt: undefined };
       let finished = false;
@@ -79,7 +85,7 @@ export function createForwarder(): Forwarder {
     },
 
     close() {
-      proxy.close();
+      created?.close();
     },
   };
 }
