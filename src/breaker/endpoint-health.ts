@@ -24,8 +24,9 @@ export function breakerSettings(policy: Policy): BreakerSettings {
   };
 }
 
-/** An attempt's result as the breaker sees it. */
+/** An attempt's result as the breaker sees it (one instance: nothing reads its stack). */
 class AttemptFailed extends Error {}
+const attemptFailed = new AttemptFailed('attempt failed');
 
 /** What an open, half-open or ejected endpoint looks like to metrics: skipped (1) or not (0). */
 export type HealthState = 'open' | 'half-open' | 'closed';
@@ -41,18 +42,20 @@ const ignore = (): void => undefined;
 class Admission implements Ticket {
   readonly #health: EndpointHealth;
   readonly #accrual: (outcome: Outcome) => void;
-  resolve: ((ok: boolean) => void) | undefined;
+  /** admitted as the half-open breaker's probe */
+  readonly probe: boolean;
+  #settled = false;
 
-  constructor(health: EndpointHealth, accrual: (outcome: Outcome) => void) {
+  constructor(health: EndpointHealth, accrual: (outcome: Outcome) => void, probe: boolean) {
     this.#health = health;
     this.#accrual = accrual;
+    this.probe = probe;
   }
 
   settle(c: Classification | undefined): void {
-    const resolve = this.resolve;
-    if (resolve === undefined) return;
-    this.resolve = undefined;
-    resolve(!c?.failure); // an abandoned attempt is no failure
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#health.ended(this, !c?.failure); // an abandoned attempt is no failure
     this.#accrual(c === undefined ? 'abandoned' : !c.failure ? 'success' : c.unreachable ? 'unreachable' : 'failure');
     this.#health.report();
   }
@@ -61,7 +64,7 @@ class Admission implements Ticket {
 export class EndpointHealth {
   readonly key: string;
   readonly service: string;
-  readonly #breaker: CircuitBreaker<[Promise<boolean>], boolean>;
+  readonly #breaker: CircuitBreaker<[boolean], boolean>;
   readonly #accrual: FailureAccrual;
   #probing = false;
   readonly #onState: (h: EndpointHealth) => void;
@@ -75,10 +78,12 @@ export class EndpointHealth {
     this.#onState = onState;
     this.#accrual = new FailureAccrual({ threshold: policy['consecutive-failures'], now });
     this.#breaker = new CircuitBreaker(
-      async (outcome: Promise<boolean>) => {
-        if (!(await outcome)) throw new AttemptFailed();
+      // fired once per attempt when it ends, with its result (see `ended`); opossum takes a
+      // plain value as well as a Promise (its types declare only the Promise)
+      ((ok: boolean) => {
+        if (!ok) throw attemptFailed;
         return true;
-      },
+      }) as unknown as (ok: boolean) => Promise<boolean>,
       // no latency percentiles (every attempt's latency kept for 10 s and sorted at each
       // failure and each second) and no snapshots: nothing here reads them
       { ...breakerSettings(policy), timeout: false, rollingCountTimeout: 10_000, rollingCountBuckets: 10, rollingPercentilesEnabled: false, enableSnapshots: false },
@@ -132,14 +137,24 @@ export class EndpointHealth {
 
   /** Lets one attempt through both; the ticket records its result in both. */
   admit(): Ticket {
-    const probe = this.#breaker.halfOpen;
+    const probe = this.#breaker.halfOpen && !this.#probing;
     if (probe) this.#probing = true;
-    const ticket = new Admission(this, this.#accrual.admit());
-    const fired = this.#breaker.fire(new Promise<boolean>((resolve) => (ticket.resolve = resolve)));
-    // a probe is out until the breaker has taken its result (closed or opened again)
-    if (probe) fired.then(this.#probeSettled, this.#probeSettled);
-    else fired.then(undefined, ignore);
-    return ticket;
+    return new Admission(this, this.#accrual.admit(), probe);
+  }
+
+  /**
+   * An attempt ended: the windowed breaker counts it now (a call and its result together, as
+   * Envoy's outlier detection counts on completion), not when it started. While the breaker is
+   * open or half-open only the probe's result counts: the results of attempts that started
+   * before it opened change nothing, as in failure accrual.
+   */
+  ended(attempt: Admission, ok: boolean): void {
+    if (attempt.probe) {
+      // the probe is out until the breaker has taken its result (closed or opened again)
+      this.#breaker.fire(ok).then(this.#probeSettled, this.#probeSettled);
+    } else if (this.#breaker.closed) {
+      this.#breaker.fire(ok).then(undefined, ignore);
+    }
   }
 
   readonly #probeSettled = (): void => {
