@@ -114,7 +114,7 @@ export class EndpointPool {
         conn.destroy();
       }
     }
-    if (this.open < this.#max) return this.#start(new UpstreamConnection(this, this.#dialer.dial(this.dest, 'http1')), attempt);
+    if (this.open < this.#max) return this.#start(new UpstreamConnection(this, this.#dialer, this.dest), attempt);
     this.#waiting.push(attempt);
   }
 
@@ -184,8 +184,10 @@ export class UpstreamConnection {
   sawBytes = false;
   #closed = false;
 
-  constructor(pool: EndpointPool, socket: Socket) {
+  constructor(pool: EndpointPool, dialer: Dialer, dest: Destination) {
     this.#pool = pool;
+    // a plain connection reads into one shared buffer (#onRead), a TLS one emits 'data'
+    const socket = dialer.dial(dest, 'http1', undefined, this.#onRead);
     this.socket = socket;
     socket.on('data', this.#onData);
     socket.on('drain', this.#onDrain);
@@ -208,6 +210,11 @@ export class UpstreamConnection {
     this.sawBytes = false;
     this.#scanned = 0;
   }
+
+  /** Bytes in the shared read buffer: copied, since a part may be kept (a partial head, early body bytes, a write that waits). */
+  readonly #onRead = (buffer: Buffer, length: number): void => {
+    this.#onData(Buffer.copyBytesFrom(buffer, 0, length));
+  };
 
   #onData = (chunk: Buffer): void => {
     if (this.#phase === PHASE_IDLE || !this.attempt) {

@@ -45,7 +45,22 @@ export interface Dialer {
    * socket's 'error' says that), e.g. to hand the socket over to node:http2, whose session
    * must not start while a write of ours is still in flight on a TLS socket.
    */
-  dial(dest: Destination, protocol?: MeshProtocol, ready?: () => void): Socket;
+  dial(dest: Destination, protocol?: MeshProtocol, ready?: () => void, read?: ReadInto): Socket;
+}
+
+/**
+ * Bytes read on a plain TCP connection (the first `length` bytes of `buffer`), given in a buffer that is reused for the next read
+ * (Node's `onread`: no Readable, no buffer allocated per read); whatever outlives the call must
+ * be copied. A TLS connection ignores it and emits 'data' as usual.
+ */
+export type ReadInto = (buffer: Buffer, length: number) => void;
+
+/** The one buffer every plain connection reads into: a read's callback runs to its end before the next read. */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+function readInto(read: ReadInto | undefined): { onread?: { buffer: Buffer; callback: (n: number, buf: Uint8Array) => boolean } } {
+  // true: go on reading (a pause() of the socket in `read` stops it all the same)
+  return read === undefined ? {} : { onread: { buffer: READ_BUFFER, callback: (n, buf) => (read(buf as Buffer, n), true) } };
 }
 
 export class MeshNotReadyError extends Error {
@@ -69,14 +84,14 @@ export function meshDialer(options: {
 }): Dialer {
   const local = options.localAddress ? { localAddress: options.localAddress } : {};
   return {
-    dial(dest, protocol = 'http1', ready) {
+    dial(dest, protocol = 'http1', ready, read) {
       if (!dest.meshed) {
-        const plain = connect({ host: dest.ip, port: dest.port, noDelay: true, ...local });
+        const plain = connect({ host: dest.ip, port: dest.port, noDelay: true, ...local, ...readInto(read) });
         if (ready) plain.once('connect', ready);
         return plain;
       }
       let socket: Socket;
-      if (!options.mtls) socket = connect({ host: dest.ip, port: options.inboundPort, noDelay: true, ...local });
+      if (!options.mtls) socket = connect({ host: dest.ip, port: options.inboundPort, noDelay: true, ...local, ...readInto(read) });
       else {
         const mesh = options.mesh();
         if (!mesh || !dest.identity) {
