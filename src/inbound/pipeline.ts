@@ -128,16 +128,25 @@ export class InboundCall<Q = unknown> implements RequestLine {
   }
 
   /** Where the app is: the pod's own IP, the port the caller asked for. */
-  get app(): { ip: string; port: number; meshed: false } {
-    return { ip: this.pipeline.deps.podIP, port: this.caller.port, meshed: false };
+  get app(): { readonly ip: string; readonly port: number; readonly meshed: false } {
+    return this.pipeline.app(this.caller.port);
   }
 }
 
 export class InboundPipeline {
   readonly deps: InboundPipelineDeps;
+  /** The app's address per port, one object each (the pools key their connections by it). */
+  readonly #apps = new Map<number, { readonly ip: string; readonly port: number; readonly meshed: false }>();
 
   constructor(deps: InboundPipelineDeps) {
     this.deps = deps;
+  }
+
+  /** Where the app is for a request to `port`: the pod's own IP (one object per port). */
+  app(port: number): { readonly ip: string; readonly port: number; readonly meshed: false } {
+    let app = this.#apps.get(port);
+    if (app === undefined) this.#apps.set(port, (app = { ip: this.deps.podIP, port, meshed: false }));
+    return app;
   }
 
   handle(call: InboundCall): void {

@@ -32,9 +32,15 @@ export function poolKey(dest: Destination): string {
   return dest.meshed ? `m:${dest.identity?.namespace}/${dest.identity?.serviceAccount}@${dest.ip}:${dest.port}` : `p:${dest.ip}:${dest.port}`;
 }
 
+type EndpointLike = { readonly ip: string; readonly port: number; readonly pod: { readonly meshed: boolean; readonly namespace: string; readonly serviceAccount: string } };
+/** An endpoint's destination, one per endpoint object (the registry's are immutable): the pools find it without a new key per request. */
+const destinations = new WeakMap<EndpointLike, Destination>();
+
 /** The destination of an endpoint from the registry. */
-export function endpointDestination(ep: { ip: string; port: number; pod: { meshed: boolean; namespace: string; serviceAccount: string } }): Destination {
-  return { ip: ep.ip, port: ep.port, meshed: ep.pod.meshed, identity: ep.pod };
+export function endpointDestination(ep: EndpointLike): Destination {
+  let dest = destinations.get(ep);
+  if (dest === undefined) destinations.set(ep, (dest = { ip: ep.ip, port: ep.port, meshed: ep.pod.meshed, identity: ep.pod }));
+  return dest;
 }
 
 export interface Dialer {
