@@ -74,9 +74,13 @@ class FakeTransport implements Transport<Head> {
     return this.prepared();
   }
 
+  /** Runs inside `attempt`, before it returns (what a transport may do while a try starts). */
+  whileStarting: ((a: FakeAttempt) => void) | undefined;
+
   attempt(endpoint: Endpoint, n: number, handlers: AttemptHandlers<Head>): Attempt {
     const a = new FakeAttempt(n, endpoint, handlers);
     this.attempts.push(a);
+    this.whileStarting?.(a);
     return a;
   }
 
@@ -148,6 +152,12 @@ const DEST = 'web.default';
 /** Longer than any backoff (full jitter up to 250 ms). */
 const BACKOFF_MAX = 250;
 const flush = () => new Promise((resolve) => setImmediate(resolve));
+/**
+ * A balancer with no preference of its own: a failure weighs no more than the default estimate,
+ * nothing decays, and (random 0) a tie goes to the first candidate. Where an endpoint is avoided
+ * with it, the exchange or endpoint health avoided it, not the latency estimates.
+ */
+const NEUTRAL: BalancerOptions = { failurePenalty: 1, decayMs: Infinity };
 
 interface Options {
   endpoints?: Endpoint[];
@@ -290,9 +300,9 @@ test('gRPC head deadline: a try with no response head by then gets a 504; a resp
 });
 
 test('per-try timeout: the hung try is cancelled and retried on another endpoint, which answers', (t) => {
-  // a failure weighs no more than a success in this balancer, and ties go to A: only the
-  // exchange's own choice of an endpoint not tried yet sends the retry to B
-  const s = setup(t, { policy: { 'per-try-timeout': 100 }, balancer: { failurePenalty: 1 } });
+  // with this balancer every try would go to A: only the exchange's own choice of an endpoint
+  // not tried yet sends the retry to B
+  const s = setup(t, { policy: { 'per-try-timeout': 100 }, balancer: NEUTRAL });
   const call = s.send();
   const first = call.transport.last;
   assert.equal(first.endpoint, A);
@@ -484,18 +494,19 @@ test('balancing: after an endpoint fails, the balancer sends the next requests t
 });
 
 test('balancing: of three endpoints, a retry goes to one not tried yet', (t) => {
-  // the tie goes to the first of the candidates and a failure weighs nothing extra: without the
-  // exchange's choice, every try would go to A
-  const s = setup(t, { endpoints: [A, B, C], policy: { 'retry-attempts': 2 }, balancer: { failurePenalty: 1 } });
+  // with this balancer every try would go to A (503s do not eject it): only the exchange's own
+  // choice of endpoints not tried yet spreads the retries
+  const s = setup(t, { endpoints: [A, B, C], policy: { 'retry-attempts': 3 }, balancer: NEUTRAL });
   const call = s.send();
-  const r = s.complete(call, (a) => a.fail('CONNECT_FAILURE'));
-  assert.deepEqual(call.transport.attempts.map((a) => a.endpoint), [A, B, C]);
-  assert.equal(r.status, 502);
-  assert.equal(r.endpoint, C, 'the result names the last endpoint tried');
+  const r = s.complete(call, (a) => a.answer(503));
+  assert.deepEqual(call.transport.attempts.map((a) => a.endpoint), [A, B, C, A], 'once each has been tried, any may be');
+  assert.equal(s.stateOf(A).available, true);
+  assert.equal(r.status, 503);
+  assert.equal(r.endpoint, A, 'the result names the last endpoint tried');
 });
 
 test('failure accrual: N failures in a row eject an endpoint; the next requests go elsewhere; after the backoff one probe may close it', (t) => {
-  const s = setup(t, { policy: { 'consecutive-failures': 3, 'retry-attempts': 0, 'breaker-volume-threshold': 1000 }, balancer: { failurePenalty: 1 } });
+  const s = setup(t, { policy: { 'consecutive-failures': 3, 'retry-attempts': 0, 'breaker-volume-threshold': 1000 }, balancer: NEUTRAL });
   for (let i = 1; i <= 3; i++) {
     const call = s.send();
     assert.equal(call.transport.last.endpoint, A, `failure ${i} at A`);
@@ -565,6 +576,27 @@ test('the client going away cancels the try and counts nothing against the endpo
   assert.deepEqual(s.stateOf(A).snapshot(), { breaker: 'closed', accrual: 'closed', consecutiveFailures: 0, ejectedForMs: 0 });
   // B was read at A's pick and has not been used since: both decayed alike
   assert.deepEqual(s.balancer.snapshot()[A.key], { ...s.balancer.snapshot()[B.key], pending: 0 }, 'no latency sample, no failure penalty, the lease released');
+});
+
+test('the client going away while a try starts: that try is cancelled once it is returned', (t) => {
+  const s = setup(t);
+  const transport = new FakeTransport();
+  transport.whileStarting = () => transport.clientGone();
+  const call = s.send(transport);
+  assert.equal(resultOf(call).status, 499);
+  assert.equal(transport.last.cancelled, 1);
+});
+
+test("a try that fails while it starts (the client's body refused as it is sent): its error goes to the client, the try is cancelled, the endpoint not blamed", (t) => {
+  const s = setup(t, { policy: { 'consecutive-failures': 1 } });
+  const transport = new FakeTransport();
+  transport.whileStarting = (a) => void a.fail('BODY_TOO_LARGE');
+  const call = s.send(transport);
+  const r = resultOf(call);
+  assert.deepEqual({ status: r.status, code: r.error?.code, attempts: r.attempts }, { status: 413, code: 'BODY_TOO_LARGE', attempts: 1 });
+  assert.equal(transport.last.cancelled, 1);
+  assert.equal(s.stateOf(A).accrual, 'closed');
+  assert.equal(s.stateOf(A).snapshot().consecutiveFailures, 0);
 });
 
 test('the client going away during a backoff: no retry starts', (t) => {
