@@ -478,6 +478,21 @@ test('prepare failing (e.g. a body over the limit) sends its error with no try',
   });
 });
 
+test('deadline while the body is read for replay: 504 with no try, and none after the body is in', async (t) => {
+  const s = setup(t, { policy: { timeout: 1000 } });
+  const transport = new FakeTransport();
+  let bodyIn: (() => void) | undefined;
+  transport.prepared = () => new Promise<void>((resolve) => (bodyIn = resolve));
+  const call = s.send(transport);
+  s.tick(1000);
+  const r = resultOf(call);
+  assert.deepEqual({ status: r.status, code: r.error?.code, attempts: r.attempts }, { status: 504, code: 'TIMEOUT', attempts: 0 });
+  bodyIn!();
+  await flush();
+  assert.deepEqual(transport.attempts, []);
+  assert.equal(call.results.length, 1);
+});
+
 test('balancing: after an endpoint fails, the balancer sends the next requests to the other one', (t) => {
   const s = setup(t, { policy: { 'retry-attempts': 0 } });
   const first = s.send();
