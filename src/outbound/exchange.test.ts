@@ -175,7 +175,8 @@ function setup(t: TestContext, options: Options = {}) {
   const balancer = new P2CBalancer({ now, random: () => 0, ...options.balancer });
   const health = new HealthTable({ now });
   t.after(() => health.close());
-  const budgets: { ratio: number; budget: RetryBudget }[] = [];
+  /** The destination's budget (the sidecar keeps one per destination), and the ratio it was last asked with. */
+  const budget = { ratio: NaN, budget: undefined as RetryBudget | undefined };
   const retries: (RetryOn | 'timeout')[] = [];
   // the exchange reads only these (the pools are its transports')
   const deps = {
@@ -183,9 +184,8 @@ function setup(t: TestContext, options: Options = {}) {
     health,
     budget: (destination: string, ratio: number) => {
       assert.equal(destination, DEST);
-      budgets[0] ??= { ratio, budget: new RetryBudget({ ratio, minPerSecond: options.minRetriesPerSecond ?? 10, now }) };
-      budgets[0].ratio = ratio;
-      return budgets[0].budget;
+      budget.ratio = ratio;
+      return (budget.budget ??= new RetryBudget({ ratio, minPerSecond: options.minRetriesPerSecond ?? 10, now }));
     },
     onRetry: (destination: string, reason: RetryOn | 'timeout') => {
       assert.equal(destination, DEST);
@@ -216,7 +216,7 @@ function setup(t: TestContext, options: Options = {}) {
   }
 
   const stateOf = (e: Endpoint) => health.get(DEST, e.key, policy);
-  return { send, complete, tick: (ms: number) => t.mock.timers.tick(ms), balancer, health, stateOf, retries, budgets, policy };
+  return { send, complete, tick: (ms: number) => t.mock.timers.tick(ms), balancer, health, stateOf, retries, budget, policy };
 }
 
 test('deadline: a hanging try ends at the timeout with a 504, is cancelled, and nothing follows it', (t) => {
@@ -437,7 +437,7 @@ test('retry budget: once spent, failures go to the client unretried; it is the p
   // retries may be up to half the requests: 1 of 1, then none of 2 (1 >= 1), 1 more of 3, ...
   assert.deepEqual(attempts, [2, 1, 2, 1, 2, 1]);
   assert.equal(s.retries.length, 3);
-  assert.equal(s.budgets[0]!.ratio, 0.5, "the budget is the destination's, with the policy's ratio");
+  assert.equal(s.budget.ratio, 0.5, "the budget is the destination's, with the policy's ratio");
   s.tick(11_000); // a whole window later the budget is back
   assert.equal(s.complete(s.send(), (a) => a.answer(503)).attempts, 2);
 });
