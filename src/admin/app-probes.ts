@@ -7,6 +7,7 @@ import { request as httpRequest } from '../http/node-http.ts';
 import { request as httpsRequest } from 'node:https';
 import { ConfigError } from '../errors/errors.ts';
 import * as v from '../schema/schema.ts';
+import type { Logger } from '../log/log.ts';
 
 const probeSchema = v
   .object({
@@ -39,6 +40,19 @@ export function parseAppProbes(json: string | undefined): Map<string, AppProbe> 
   }
   if (!r.success || issues.length) throw new ConfigError('TSMESH_APP_PROBES', issues);
   return new Map(Object.entries(r.data));
+}
+
+/**
+ * TSMESH_APP_PROBES for the admin server: a bad value is reported and no probe is taken, so the
+ * probes it named answer 404 (the kubelet then reports the pod unready, with the reason in our log).
+ */
+export function appProbesOrNone(json: string | undefined, log: Logger): Map<string, AppProbe> {
+  try {
+    return parseAppProbes(json);
+  } catch (err) {
+    log.error({ code: (err as ConfigError).code, issues: (err as ConfigError).issues }, `ignoring TSMESH_APP_PROBES: ${(err as Error).message}`);
+    return new Map();
+  }
 }
 
 export interface ProbeResult {
