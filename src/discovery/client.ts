@@ -1,10 +1,7 @@
 // The sidecar's registry source in Kubernetes: the control plane's discovery stream
-// (./protocol.ts). It holds the cluster's compact index (every service's key, ClusterIP, ports
-// and endpoint IPs) and the details (endpoints, pods, policy annotations) of the services this
-// sidecar uses only: a service is subscribed on first use (Registry.ensure*, or a lookup miss)
-// and dropped after `idleMs` unused, so the sidecar's memory follows what it calls, not the
-// size of the cluster (istio/istio#7912). The services that select this pod stay subscribed
-// (the inbound side names them in metrics).
+// (./protocol.ts). What it keeps (the cluster's compact index, the details of the services this
+// sidecar uses, subscriptions on demand and dropped when unused) is ./state.ts; this file is the
+// connection that feeds it.
 //
 // The connection: a WebSocket over TLS to the control plane, the sidecar's mesh certificate as
 // client certificate, the server verified against the mesh trust anchors and its name. It
@@ -13,12 +10,11 @@
 // up whatever it missed. The registry is loaded (the sidecar ready) after the first snapshot.
 import type { LookupFunction } from 'node:net';
 import { WebSocket } from 'ws';
-import type { Registry, OnDemandSource } from '../registry/registry.ts';
-import type { PodSpec, RegistryData, Service } from '../registry/model.ts';
+import type { Registry } from '../registry/registry.ts';
 import type { IdentityProvider } from '../identity/index.ts';
 import type { Logger } from '../log/log.ts';
-import { DISCOVERY_PATH, DISCOVERY_PROTOCOL, parseServiceDetail, serverMessageSchema, type CheckedServiceDetail, type ClientMessage, type IndexEntry } from './protocol.ts';
-import { routeKey, type MeshRoute } from '../route/model.ts';
+import { DISCOVERY_PATH, DISCOVERY_PROTOCOL, parseServerMessage, type ClientMessage } from './protocol.ts';
+import { DiscoveryState } from './state.ts';
 
 export const DISCOVERY_CLIENT_DEFAULTS = {
   backoffInitialMs: 250,
@@ -65,13 +61,6 @@ export interface DiscoveryClient {
   close(): void;
 }
 
-interface IndexRecord {
-  readonly key: string;
-  readonly clusterIP: string | null;
-  readonly ports: readonly number[];
-  readonly ips: readonly string[];
-}
-
 export function startDiscoveryClient(o: DiscoveryClientOptions): DiscoveryClient {
   const log = o.log;
   const random = o.random ?? Math.random;
@@ -81,21 +70,8 @@ export function startDiscoveryClient(o: DiscoveryClientOptions): DiscoveryClient
   const heartbeatTimeoutMs = o.heartbeatTimeoutMs ?? DISCOVERY_CLIENT_DEFAULTS.heartbeatTimeoutMs;
   const url = new URL(DISCOVERY_PATH, o.url.replace(/^http/, 'ws'));
 
-  // The index: every service, compact. The address maps point at the shared records.
-  const index = new Map<string, IndexRecord>();
-  const byClusterIP = new Map<string, IndexRecord>();
-  const byPodIP = new Map<string, IndexRecord | IndexRecord[]>();
-  // The details of subscribed services, and what is wanted.
-  const details = new Map<string, CheckedServiceDetail>();
-  const wanted = new Set<string>();
-  const pinned = new Set<string>(); // the services that select this pod
-  const lastUsed = new Map<string, number>();
-  let usedSince = new Set<Service>();
-  const waiters = new Map<string, Set<() => void>>();
-
   let ws: WebSocket | undefined;
   let streamId: string | undefined;
-  let version = 0;
   let synced = false; // a snapshot arrived on this connection
   let snapshots = 0;
   let reconnects = 0;
@@ -105,168 +81,26 @@ export function startDiscoveryClient(o: DiscoveryClientOptions): DiscoveryClient
   let reconnectTimer: NodeJS.Timeout | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let ackScheduled = false;
-  const toSubscribe = new Set<string>();
-  const toUnsubscribe = new Set<string>();
 
-  // ---- the index ----------------------------------------------------------------------
-  const addToIndex = (e: IndexEntry): void => {
-    removeFromIndex(e[0]);
-    const r: IndexRecord = { key: e[0], clusterIP: e[1], ports: e[2], ips: e[3] };
-    index.set(r.key, r);
-    if (r.clusterIP) byClusterIP.set(r.clusterIP, r);
-    for (const ip of r.ips) {
-      const prev = byPodIP.get(ip);
-      byPodIP.set(ip, prev === undefined ? r : Array.isArray(prev) ? [...prev, r] : [prev, r]);
-    }
-  };
-  const removeFromIndex = (key: string): void => {
-    const r = index.get(key);
-    if (!r) return;
-    index.delete(key);
-    if (r.clusterIP && byClusterIP.get(r.clusterIP) === r) byClusterIP.delete(r.clusterIP);
-    for (const ip of r.ips) {
-      const prev = byPodIP.get(ip);
-      if (prev === r) byPodIP.delete(ip);
-      else if (Array.isArray(prev)) {
-        const rest = prev.filter((x) => x !== r);
-        byPodIP.set(ip, rest.length === 1 ? rest[0]! : rest);
-      }
-    }
-  };
-  const podServices = (ip: string): IndexRecord[] => {
-    const r = byPodIP.get(ip);
-    return r === undefined ? [] : Array.isArray(r) ? r : [r];
-  };
-  /** The services that select this pod: always subscribed (inbound metrics name them). */
-  const pinOwnServices = (): void => {
-    const own = new Set(podServices(o.pod.ip).map((r) => r.key));
-    for (const k of pinned) if (!own.has(k)) pinned.delete(k);
-    for (const k of own) {
-      pinned.add(k);
-      if (!wanted.has(k)) subscribe(k);
-    }
-  };
-
-  // ---- the registry view ----------------------------------------------------------------
-  const publish = (): void => {
-    const services: CheckedServiceDetail['service'][] = [];
-    const pods = new Map<string, PodSpec>();
-    const routes = new Map<string, MeshRoute>(); // a route with two parents comes with both
-    for (const d of details.values()) {
-      services.push(d.service);
-      for (const p of d.pods) pods.set(`${p.namespace}/${p.name}/${p.ip}`, p); // a dual-stack pod: one record per address
-      for (const r of d.routes) routes.set(routeKey(r), r);
-    }
-    const data: RegistryData = { services, pods: [...pods.values()], routes: [...routes.values()] };
-    o.registry.replace(data);
-  };
-
-  /** The backends of a subscribed service's routes are subscribed too: its first routed request finds them loaded. */
-  const subscribeBackends = (d: CheckedServiceDetail): void => {
-    for (const r of d.routes) {
-      for (const rule of r.rules) {
-        for (const b of [...rule.backends, ...rule.mirrors.map((m) => m.backend)]) {
-          const key = `${b.namespace}/${b.name}`;
-          if (index.has(key) && !wanted.has(key)) subscribe(key);
-        }
-      }
-    }
-  };
-
-  const settle = (key: string): void => {
-    const ws = waiters.get(key);
-    if (!ws) return;
-    waiters.delete(key);
-    for (const w of ws) w();
-  };
-
-  // ---- subscriptions --------------------------------------------------------------------
-  const subscribe = (key: string): void => {
-    wanted.add(key);
-    lastUsed.set(key, Date.now());
-    toUnsubscribe.delete(key);
-    toSubscribe.add(key);
-    scheduleAck();
-  };
-
-  const source: OnDemandSource = {
-    servicesAt(ip, port) {
-      const svc = byClusterIP.get(ip);
-      if (svc) return svc.ports.includes(port) ? [svc.key] : [];
-      return podServices(ip).map((r) => r.key);
-    },
-    has(namespace, name) {
-      return index.has(`${namespace}/${name}`);
-    },
-    load(keys, timeoutMs) {
-      const pending: Promise<void>[] = [];
-      for (const key of keys) {
-        if (!index.has(key)) continue;
-        if (!wanted.has(key)) subscribe(key);
-        if (details.has(key)) continue;
-        pending.push(
-          new Promise<void>((resolve) => {
-            let set = waiters.get(key);
-            if (!set) waiters.set(key, (set = new Set()));
-            set.add(resolve);
-          }),
-        );
-      }
-      if (pending.length === 0) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, timeoutMs);
-        void Promise.all(pending).then(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    },
-    used(service) {
-      usedSince.add(service);
-    },
-  };
-  o.registry.setOnDemandSource(source);
-
+  // What the stream maintains: the index, the subscribed services' details, the subscriptions.
+  const state = new DiscoveryState({ registry: o.registry, podIP: o.pod.ip, log, idleMs, onOutgoing: () => scheduleAck() });
+  o.registry.setOnDemandSource(state.source);
   // Drop what has not been used for idleMs.
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    for (const s of usedSince) lastUsed.set(`${s.namespace}/${s.name}`, now);
-    usedSince = new Set();
-    let dropped = 0;
-    for (const key of wanted) {
-      if (pinned.has(key) || waiters.has(key)) continue;
-      if (now - (lastUsed.get(key) ?? 0) < idleMs) continue;
-      wanted.delete(key);
-      lastUsed.delete(key);
-      toSubscribe.delete(key);
-      toUnsubscribe.add(key);
-      if (details.delete(key)) dropped++;
-    }
-    if (toUnsubscribe.size) {
-      log.debug({ dropped: [...toUnsubscribe] }, 'discovery: dropping subscriptions unused for a while');
-      if (dropped) publish();
-      scheduleAck();
-    }
-  }, Math.max(50, Math.min(60_000, idleMs / 4)));
+  const sweep = setInterval(() => state.sweep(), Math.max(50, Math.min(60_000, idleMs / 4)));
   sweep.unref();
 
-  // ---- the connection -------------------------------------------------------------------
   const send = (m: ClientMessage): void => {
     if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
   };
 
+  /** Once the connection is synced, what the state has to tell goes out in one ack per turn. */
   function scheduleAck(): void {
     if (ackScheduled || !synced) return;
     ackScheduled = true;
     setImmediate(() => {
       ackScheduled = false;
       if (!synced) return;
-      const m: ClientMessage = { type: 'ack', version };
-      if (toSubscribe.size) m.subscribe = [...toSubscribe];
-      if (toUnsubscribe.size) m.unsubscribe = [...toUnsubscribe];
-      toSubscribe.clear();
-      toUnsubscribe.clear();
-      send(m);
+      send(state.ack());
     });
   }
 
@@ -292,54 +126,16 @@ export function startDiscoveryClient(o: DiscoveryClientOptions): DiscoveryClient
     }, wait);
   };
 
-  const apply = (raw: unknown): void => {
-    const parsed = serverMessageSchema.safeParse(raw);
-    if (!parsed.success) throw new Error(`not a discovery message: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-    const m = parsed.data;
-    const changed = new Set<string>();
-    const take = (services: Record<string, unknown>): void => {
-      for (const [key, d] of Object.entries(services)) {
-        if (!wanted.has(key)) continue;
-        changed.add(key);
-        if (d === null) {
-          details.delete(key);
-          continue;
-        }
-        try {
-          const detail = parseServiceDetail(d, key);
-          for (const problem of detail.routeProblems) log.error({ code: 'TSMESH_DISCOVERY_INVALID', service: key, err: problem }, 'discovery: an invalid route is left out');
-          details.set(key, detail);
-          subscribeBackends(detail);
-        } catch (err) {
-          log.error({ code: 'TSMESH_DISCOVERY_INVALID', service: key, err: (err as Error).message }, 'discovery: invalid service details; keeping the previous ones');
-        }
-      }
-    };
+  /** One message: checked (a bad one throws), then applied to the state, then acknowledged. */
+  const receive = (raw: unknown): void => {
+    const m = parseServerMessage(raw);
     if (m.type === 'snapshot') {
-      index.clear();
-      byClusterIP.clear();
-      byPodIP.clear();
-      for (const e of m.index) addToIndex(e);
-      for (const key of [...details.keys()]) if (!(key in m.services)) details.delete(key);
-      take(m.services);
       streamId = m.stream;
       synced = true;
       failures = 0;
       snapshots++;
-      // Asked for while connecting, or gone from the index: ask again / stop waiting.
-      for (const key of wanted) if (!(key in m.services) && index.has(key)) toSubscribe.add(key);
-      log.info({ stream: m.stream, version: m.version, services: m.index.length, subscribed: details.size }, 'discovery: snapshot applied');
-    } else {
-      for (const key of m.index?.delete ?? []) removeFromIndex(key);
-      for (const e of m.index?.set ?? []) addToIndex(e);
-      take(m.services ?? {});
     }
-    version = m.version;
-    pinOwnServices();
-    publish();
-    for (const key of changed) settle(key);
-    // Waiting for a service the index no longer has: nothing will come.
-    for (const key of [...waiters.keys()]) if (!index.has(key)) settle(key);
+    state.apply(m);
     scheduleAck();
   };
 
@@ -366,15 +162,14 @@ export function startDiscoveryClient(o: DiscoveryClientOptions): DiscoveryClient
     socket.on('open', () => {
       armHeartbeat(socket);
       log.info({ url: url.origin }, 'discovery: connected to the control plane');
-      socket.send(JSON.stringify({ type: 'hello', pod: o.pod, subscribe: [...wanted] } satisfies ClientMessage));
-      toSubscribe.clear();
+      socket.send(JSON.stringify({ type: 'hello', pod: o.pod, subscribe: state.hello() } satisfies ClientMessage));
     });
     socket.on('ping', () => armHeartbeat(socket));
     socket.on('message', (data, isBinary) => {
       armHeartbeat(socket);
       try {
         if (isBinary) throw new Error('a binary frame');
-        apply(JSON.parse(data.toString()));
+        receive(JSON.parse(data.toString()));
       } catch (err) {
         lastError = (err as Error).message;
         log.error({ code: 'TSMESH_DISCOVERY_INVALID', err: lastError }, 'discovery: bad message from the control plane; reconnecting (the last good view stays)');
@@ -409,11 +204,11 @@ export function startDiscoveryClient(o: DiscoveryClientOptions): DiscoveryClient
     status: () => ({
       connected: synced,
       stream: streamId,
-      version,
+      version: state.version,
       snapshots,
       reconnects,
-      indexedServices: index.size,
-      subscriptions: wanted.size,
+      indexedServices: state.indexedServices,
+      subscriptions: state.subscriptions,
       lastError,
     }),
     close() {
@@ -421,7 +216,7 @@ export function startDiscoveryClient(o: DiscoveryClientOptions): DiscoveryClient
       clearTimeout(reconnectTimer);
       clearTimeout(heartbeat);
       clearInterval(sweep);
-      for (const key of [...waiters.keys()]) settle(key);
+      state.settleAll();
       o.registry.setOnDemandSource(undefined);
       ws?.terminate();
     },

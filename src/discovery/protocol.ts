@@ -1,5 +1,5 @@
 // The discovery stream's wire format, shared by the control plane (injector/discovery) and the
-// sidecar (./client.ts). One WebSocket per sidecar on the control plane's port 8443
+// sidecar (./client.ts, ./state.ts). One WebSocket per sidecar on the control plane's port 8443
 // (GET /v1/discovery, subprotocol tsmesh-discovery.v1), over TLS with the sidecar's mesh
 // certificate as its client certificate. Every message is one JSON text frame.
 //
@@ -72,7 +72,7 @@ export const clientMessageSchema = v.tagged('type', [
 ]);
 
 const indexEntry = v.tuple([key, v.string().nullable(), v.array(v.number().int()), v.array(v.string())]);
-// Details are checked one by one with the registry's own schema (./client.ts): a bad one is
+// Details are checked one by one with the registry's own schema (./state.ts): a bad one is
 // refused alone, the rest of the message applies.
 const details = v.record(v.unknown().nullable());
 
@@ -110,4 +110,11 @@ export function parseServiceDetail(raw: unknown, serviceKey: string): CheckedSer
     }
   }
   return { service, pods: data.data.pods, routes, routeProblems };
+}
+
+/** Checks one message from the control plane; the error names the bad fields. */
+export function parseServerMessage(raw: unknown): ParsedServerMessage {
+  const parsed = serverMessageSchema.safeParse(raw);
+  if (!parsed.success) throw new Error(`not a discovery message: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return parsed.data;
 }
