@@ -171,6 +171,9 @@ interface Options {
 /** One destination's resilience state, as the sidecar keeps it, on mocked timers from 0. */
 function setup(t: TestContext, options: Options = {}) {
   t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 });
+  // the exchange times its tries with performance.now() and the balancer learns from those
+  // latencies: on the mocked clock too, or a loaded machine's real milliseconds steer the picks
+  t.mock.method(performance, 'now', () => Date.now());
   const now = () => Date.now();
   const balancer = new P2CBalancer({ now, random: () => 0, ...options.balancer });
   const health = new HealthTable({ now });
@@ -312,7 +315,9 @@ test('per-try timeout: the hung try is cancelled and retried on another endpoint
   assert.equal(first.cancelled, 1, 'the timed-out try is cancelled');
   assert.deepEqual(s.retries, ['timeout']);
   assert.equal(call.results.length, 0);
-  s.tick(BACKOFF_MAX);
+  // the retry starts after a jittered backoff: step to it, so the second try's own per-try
+  // timer counts from when it started (ticking BACKOFF_MAX at once ran it past 99 ms of it)
+  for (let ms = 0; call.transport.attempts.length < 2 && ms < BACKOFF_MAX; ms++) s.tick(1);
   const second = call.transport.last;
   assert.equal(second.n, 2);
   assert.equal(second.endpoint, B, 'the retry goes to the endpoint not tried yet');
