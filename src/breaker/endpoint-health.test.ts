@@ -48,3 +48,33 @@ test('half-open: one probe; results of older attempts do not decide; the probe c
   assert.equal(h.breaker, 'closed');
   assert.equal(h.breakerAvailable, true);
 });
+
+test('an attempt abandoned by its client counts neither way: abandoned ones do not dilute the error share', async (t) => {
+  const h = health({ 'breaker-volume-threshold': 2, 'breaker-error-threshold': 50 });
+  t.after(() => h.close());
+  for (let i = 0; i < 3; i++) h.admit().settle(undefined);
+  h.admit().settle(failure);
+  await tick();
+  assert.equal(h.breaker, 'closed', 'one call counted, under the volume threshold (abandoned ones are not calls)');
+  h.admit().settle(failure);
+  await tick();
+  assert.equal(h.breaker, 'open', '2 failures of 2 counted calls (as successes, the 3 abandoned made it 2 of 5: 40 %)');
+});
+
+test('half-open: an abandoned probe frees the probe slot, and the next attempt is the probe', async (t) => {
+  const h = health({ 'breaker-volume-threshold': 1, 'breaker-error-threshold': 50, 'breaker-reset-timeout': 50 });
+  t.after(() => h.close());
+  h.admit().settle(failure);
+  await tick();
+  assert.equal(h.breaker, 'open');
+  await new Promise((resolve) => setTimeout(resolve, 80));
+  const probe = h.admit();
+  assert.equal(h.breakerAvailable, false, 'one probe at a time');
+  probe.settle(undefined);
+  await tick();
+  assert.equal(h.breaker, 'half-open', 'an abandoned probe decides nothing');
+  assert.equal(h.breakerAvailable, true, 'its slot is free again');
+  h.admit().settle(success);
+  await tick();
+  assert.equal(h.breaker, 'closed');
+});

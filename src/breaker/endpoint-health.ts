@@ -55,7 +55,10 @@ class Admission implements Ticket {
   settle(c: Classification | undefined): void {
     if (this.#settled) return;
     this.#settled = true;
-    this.#health.ended(this, !c?.failure); // an abandoned attempt is no failure
+    // an abandoned attempt (the client went away) says nothing of the endpoint: neither a
+    // failure nor a success in the breaker's window (it would dilute the error share)
+    if (c === undefined) this.#health.abandoned(this);
+    else this.#health.ended(this, !c.failure);
     this.#accrual(c === undefined ? 'abandoned' : !c.failure ? 'success' : c.unreachable ? 'unreachable' : 'failure');
     this.#health.report();
   }
@@ -155,6 +158,11 @@ export class EndpointHealth {
     } else if (this.#breaker.closed) {
       this.#breaker.fire(ok).then(undefined, ignore);
     }
+  }
+
+  /** An attempt the client abandoned: not counted; an abandoned probe frees the probe's slot. */
+  abandoned(attempt: Admission): void {
+    if (attempt.probe) this.#probing = false;
   }
 
   readonly #probeSettled = (): void => {
