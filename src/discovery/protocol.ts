@@ -96,7 +96,7 @@ export function parseServiceDetail(raw: unknown, serviceKey: string): CheckedSer
   const r = serviceDetailShape.safeParse(raw);
   if (!r.success) throw new Error(`${serviceKey}: not { service, pods, routes? }`);
   const data = registryFileSchema.safeParse({ services: [r.data.service], pods: r.data.pods });
-  if (!data.success) throw new Error(`${serviceKey}: ${data.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!data.success) throw new Error(`${serviceKey}: ${issuesText(data.error.issues)}`);
   const service = data.data.services[0]!;
   if (`${service.namespace}/${service.name}` !== serviceKey) throw new Error(`${serviceKey}: carries service ${service.namespace}/${service.name}`);
   const routes: MeshRoute[] = [];
@@ -115,6 +115,11 @@ export function parseServiceDetail(raw: unknown, serviceKey: string): CheckedSer
 /** Checks one message from the control plane; the error names the bad fields. */
 export function parseServerMessage(raw: unknown): ParsedServerMessage {
   const parsed = serverMessageSchema.safeParse(raw);
-  if (!parsed.success) throw new Error(`not a discovery message: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!parsed.success) throw new Error(`not a discovery message: ${issuesText(parsed.error.issues)}`);
   return parsed.data;
+}
+
+/** "path: message; ..." for the problems a schema found. */
+function issuesText(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
+  return issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
 }

@@ -117,7 +117,7 @@ const filterSchema = v.tagged('type', [
           hostname: hostname.optional(),
           path: pathModifierSchema.optional(),
           port: port.optional(),
-          statusCode: v.anyOf([301, 302, 303, 307, 308]).default(302),
+          statusCode: v.oneOf([301, 302, 303, 307, 308], 'Invalid input').default(302),
         })
         .strict(),
     })
@@ -183,7 +183,6 @@ const grpcRouteSchema = v.object({
 
 /** One route object as the registry file and the discovery stream carry it. */
 export const routeSchema = v.tagged('kind', [httpRouteSchema, grpcRouteSchema]);
-export type RouteObject = v.Infer<typeof routeSchema>;
 
 // ---- the normalized model ------------------------------------------------------------------
 

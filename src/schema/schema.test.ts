@@ -5,6 +5,7 @@
 // status conditions, start-up errors): a difference is a behaviour change.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 import type { z } from 'zod';
 import * as v from './schema.ts';
 import * as ref from '../../test/harness/zod-reference.ts';
@@ -202,7 +203,8 @@ function compare(name: string, mine: v.Schema<unknown>, theirs: z.ZodType, seeds
   for (const input of inputs) {
     const want = outcome(theirs.safeParse(clone(input)) as Parameters<typeof outcome>[0]);
     const got = outcome(mine.safeParse(clone(input)));
-    assert.deepStrictEqual(got, want, `${name}: ${JSON.stringify(input)?.slice(0, 2000)}`);
+    // the message (the input, up to 2000 characters) is made only for a case that differs
+    if (!isDeepStrictEqual(got, want)) assert.deepStrictEqual(got, want, `${name}: ${JSON.stringify(input)?.slice(0, 2000)}`);
     if ('issues' in (want as object)) failures++;
   }
   // the cases reach both sides: some refused, some accepted
@@ -251,7 +253,34 @@ test('sizes: an oversized array alone, a size check after a wrong item or type, 
 
 test('a default is a fresh copy per parse', () => {
   const s = v.object({ list: v.array(v.string()).default([]) });
-  const a = s.parse({});
+  const parse = (input: unknown) => {
+    const r = s.safeParse(input);
+    assert.ok(r.success);
+    return r.data;
+  };
+  const a = parse({});
   a.list.push('x');
-  assert.deepEqual(s.parse({}).list, []);
+  assert.deepEqual(parse({}).list, []);
+});
+
+test('records with a __proto__ key (JSON from TSMESH_APP_PROBES or the control plane): kept as data, checked like any key, no prototype set', () => {
+  // zod assigns such a key (its result then has that object as prototype); ours defines it
+  const probesProto = JSON.parse(`{"__proto__": ${JSON.stringify(probes['/app-health/web/liveness'])}, "/app-health/web/readiness": ${JSON.stringify(probes['/app-health/web/readiness'])}}`) as unknown;
+  const got = probesSchema.safeParse(probesProto);
+  assert.ok(got.success, JSON.stringify(got));
+  assert.equal(Object.getPrototypeOf(got.data), Object.prototype, 'the result is a plain object');
+  assert.deepEqual(Object.keys(got.data).sort(), ['/app-health/web/readiness', '__proto__'], 'the key is an own property');
+  assert.equal(Object.getOwnPropertyDescriptor(got.data, '__proto__')?.value.port, 8443);
+
+  const bad = probesSchema.safeParse(JSON.parse('{"__proto__": {"port": "eighty"}}'));
+  assert.ok(!bad.success);
+  assert.deepEqual(bad.error.issues.map((x) => x.path), [['__proto__', 'port']], 'checked, and named, as any other key');
+
+  const selector = JSON.parse('{"__proto__": "x", "app": "web"}') as unknown;
+  const reg = registryFileSchema.safeParse({ ...registryFile, services: [{ ...registryFile.services[0]!, selector }] });
+  assert.ok(reg.success, JSON.stringify(reg));
+  const parsed = reg.data.services[0]!.selector!;
+  assert.equal(Object.getPrototypeOf(parsed), Object.prototype);
+  assert.equal(Object.getOwnPropertyDescriptor(parsed, '__proto__')?.value, 'x');
+  assert.equal(({} as Record<string, unknown>)['port'], undefined, 'Object.prototype untouched');
 });

@@ -129,13 +129,6 @@ export abstract class Schema<T> {
     return issues.length ? { success: false, error: { issues } } : { success: true, data };
   }
 
-  /** The value, or an Error listing every problem. */
-  parse(input: unknown): T {
-    const r = this.safeParse(input);
-    if (!r.success) throw new Error(r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; '));
-    return r.data;
-  }
-
   /** A copy with one more check (schemas are built once and then shared: never changed in place). */
   protected with(test: Check<T>['test'], sized = false): this {
     const check: Check<T> = { test, sized };
@@ -310,31 +303,23 @@ class UnknownSchema extends Schema<unknown> {
   }
 }
 
-/** One of a few fixed values (zod's enum and literal); a single value reads "expected X". */
+/**
+ * One of a few fixed values (zod's enum and literal); a single value reads "expected X". With
+ * `message`, that message instead (zod's union of literals that none matched: "Invalid input").
+ */
 class OneOf<const V extends string | number> extends Schema<V> {
   readonly values: readonly V[];
-  constructor(values: readonly V[]) {
+  readonly #message: string | undefined;
+  constructor(values: readonly V[], message?: string) {
     super();
     this.values = values;
+    this.#message = message;
   }
   protected read(input: unknown, issues: Issue[]): V {
     if (!(this.values as readonly unknown[]).includes(input)) {
-      const message = this.values.length === 1 ? `Invalid input: expected ${quote(this.values[0])}` : `Invalid option: expected one of ${this.values.map(quote).join('|')}`;
+      const message = this.#message ?? (this.values.length === 1 ? `Invalid input: expected ${quote(this.values[0])}` : `Invalid option: expected one of ${this.values.map(quote).join('|')}`);
       issues.push({ path: [], message });
     }
-    return input as V;
-  }
-}
-
-/** One of the values, reported as zod reports a union of literals that none matched. */
-class AnyOf<const V extends string | number> extends Schema<V> {
-  protected readonly anyValues: readonly V[];
-  constructor(values: readonly V[]) {
-    super();
-    this.anyValues = values;
-  }
-  protected read(input: unknown, issues: Issue[]): V {
-    if (!(this.anyValues as readonly unknown[]).includes(input)) issues.push({ path: [], message: 'Invalid input' });
     return input as V;
   }
 }
@@ -504,9 +489,7 @@ export const coercedNumber = (): NumberSchema => new NumberSchema(true);
 export const boolean = (): Schema<boolean> => new BooleanSchema();
 export const unknown = (): Schema<unknown> => new UnknownSchema();
 export const literal = <const V extends string | number>(value: V): OneOf<V> => new OneOf([value]);
-export const oneOf = <const V extends string | number>(values: readonly V[]): OneOf<V> => new OneOf(values);
-/** A union of literals: none matching reads "Invalid input". */
-export const anyOf = <const V extends string | number>(values: readonly V[]): Schema<V> => new AnyOf(values);
+export const oneOf = <const V extends string | number>(values: readonly V[], message?: string): OneOf<V> => new OneOf(values, message);
 export const array = <T>(item: Schema<T>): ArraySchema<T> => new ArraySchema(item);
 export const tuple = <const S extends readonly Schema<unknown>[]>(items: S): Schema<TupleOut<S>> => new TupleSchema(items);
 export const record = <T>(value: Schema<T>): Schema<Record<string, T>> => new RecordSchema(value);

@@ -62,7 +62,9 @@ void test('runs commands as the requested user', async () => {
 });
 
 void test('writes the registry in the sidecar format with the assigned IPs', async () => {
-  const data = registryFileSchema.parse(parse(await readFile(cluster.registryFile, 'utf8')));
+  const checked = registryFileSchema.safeParse(parse(await readFile(cluster.registryFile, 'utf8')));
+  assert.ok(checked.success, JSON.stringify(checked));
+  const data = checked.data;
   assert.deepEqual(
     data.pods.map((p) => [p.name, p.ip, p.meshed]),
     [['pod-a', cluster.pod('pod-a').ip, false], ['pod-b', cluster.pod('pod-b').ip, false]],
