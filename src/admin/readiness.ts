@@ -1,4 +1,4 @@
-// Readiness (GET /ready): ready when not draining, the registry is loaded and, with an identity,
+// Readiness (GET /healthz/ready): ready when not draining, the registry is loaded and, with an identity,
 // its first certificate exists; otherwise the reasons why not.
 export interface ReadinessInputs {
   readonly draining: boolean;

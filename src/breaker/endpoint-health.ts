@@ -223,7 +223,12 @@ export class HealthTable {
   usable(service: string, policy: Policy, endpoints: readonly Endpoint[]): readonly Endpoint[] {
     // the common case, every endpoint available: the list itself, nothing made per request
     let all = true;
-    for (const ep of endpoints) if (!this.get(service, ep.key, policy).available) all = false;
+    for (const ep of endpoints) {
+      if (!this.get(service, ep.key, policy).available) {
+        all = false;
+        break;
+      }
+    }
     if (all) return endpoints;
     const states = endpoints.map((ep) => [ep, this.get(service, ep.key, policy)] as const);
     const available = states.filter(([, h]) => h.available).map(([ep]) => ep);

@@ -57,12 +57,8 @@ export class Http1Pools {
     this.#appIdleMs = options.appIdleMs ?? APP_IDLE_MS;
   }
 
-  /** Each destination object's pool key, made once (destinations are immutable). */
-  readonly #keys = new WeakMap<Destination, string>();
-
   poolFor(dest: Destination): EndpointPool {
-    let key = this.#keys.get(dest);
-    if (key === undefined) this.#keys.set(dest, (key = poolKey(dest)));
+    const key = poolKey(dest);
     let pool = this.#pools.get(key);
     if (!pool) {
       pool = new EndpointPool(this.#dialer, dest, this.#max, dest.meshed ? this.#meshIdleMs : this.#appIdleMs);

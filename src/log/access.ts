@@ -177,16 +177,13 @@ export function num(n: number): string {
       const whole = Math.floor(m / 1000);
       const frac = m - whole * 1000;
       if (frac === 0) return String(whole);
-      // 3 decimals, trailing zeros dropped
-      return whole + (frac % 100 === 0 ? DIGITS1[frac / 100]! : frac % 10 === 0 ? DIGITS2[frac / 10]! : DIGITS3[frac]!);
+      return whole + FRACTIONS[frac]!;
     }
   }
   return Number.isFinite(n) ? String(n) : 'null';
 }
-// ".5", ".05", ".005" ...: the fraction's text by its digits
-const DIGITS1 = Array.from({ length: 10 }, (_, i) => `.${i}`);
-const DIGITS2 = Array.from({ length: 100 }, (_, i) => `.${String(i).padStart(2, '0')}`);
-const DIGITS3 = Array.from({ length: 1000 }, (_, i) => `.${String(i).padStart(3, '0')}`);
+// thousandths as text, 3 decimals with trailing zeros dropped: 500 ".5", 50 ".05", 5 ".005", 123 ".123"
+const FRACTIONS = Array.from({ length: 1000 }, (_, i) => `.${String(i).padStart(3, '0')}`.replace(/0+$/, ''));
 
 // pino's isoTime (`,"time":"2026-12-07T06:53:12.345Z"`) without a Date and its formatting per
 // line: the text up to the seconds is made once per second.

@@ -89,3 +89,11 @@ test('logger.flush() writes the batch waiting', async () => {
   const out = await child(`log.info('one'); log.flush(() => { process.stdout.write('--flushed--\\n'); });`);
   assert.match(out, /"msg":"one"\}\n--flushed--\n/);
 });
+
+test('the default logger batches: lines logged before a direct write to stdout come out after it', async () => {
+  const out = await child(`import { writeSync } from 'node:fs';\nfor (let i = 0; i < 5; i++) log.info({ i }, 'line');\nwriteSync(1, 'MARK\\n');`);
+  const mark = out.indexOf('MARK\n');
+  assert.ok(mark >= 0, out);
+  assert.equal(mark, 0, `the lines waited in the batch (unbatched, they would come first): ${out.slice(0, 200)}`);
+  assert.equal(out.split('\n').filter((l) => l.startsWith('{')).length, 5, 'then all 5 at exit');
+});

@@ -40,7 +40,6 @@ export class LineBatch {
   readonly #target: BatchTarget;
   readonly #batch: number;
   #pending = '';
-  #length = 0;
   readonly #timer: NodeJS.Timeout | undefined;
 
   constructor(target: BatchTarget, options: { batchBytes?: number; flushMs?: number } = {}) {
@@ -53,24 +52,17 @@ export class LineBatch {
     }
   }
 
-  /** Lines waiting (characters). */
-  get waiting(): number {
-    return this.#length;
-  }
-
   write(line: string): boolean {
     this.#pending += line;
-    this.#length += line.length;
-    if (this.#length >= this.#batch) this.push();
+    if (this.#pending.length >= this.#batch) this.push();
     return true;
   }
 
   /** Hands what waits to the target now. */
   push(): void {
-    if (this.#length === 0) return;
+    if (this.#pending.length === 0) return;
     const chunk = this.#pending;
     this.#pending = '';
-    this.#length = 0;
     this.#target.write(chunk);
   }
 

@@ -4,7 +4,7 @@
 // balancer, health table and retry budget, and a fake Transport whose attempts the test answers,
 // fails, or leaves hanging. Time is node:test's mock timers: the exchange's deadlines and backoff
 // are setTimeout, and the balancer, accrual and budget are given the mocked Date.now as their
-// clock (the exchange's own performance.now only measures latencies: real, sub-millisecond here).
+// clock, and performance.now (which times the tries whose latencies the balancer learns) follows it.
 // The same behaviour end to end, through real sidecars: test/resilience.test.ts.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';

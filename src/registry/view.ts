@@ -35,7 +35,6 @@ export class RegistryView {
   readonly #byName = new Map<string, Service>(); // "name.namespace"
   readonly #byClusterIP = new Map<string, Service>();
   readonly #podsByIP = new Map<string, Pod>();
-  readonly #endpoints = new Map<string, readonly Endpoint[]>(); // "ns/name:port"
   // the lookups of the per-request path, remembered for this snapshot: hits by caller namespace
   // and authority (bounded), endpoints by the ServicePort object
   readonly #authorities = new Map<string, Map<string, ServiceTarget>>();
@@ -146,27 +145,23 @@ export class RegistryView {
     this.#hooks?.used(target.service);
     const known = this.#endpointsOf.get(target.port);
     if (known !== undefined) return known;
-    const key = `${target.service.namespace}/${target.service.name}:${target.port.port}`;
-    let eps = this.#endpoints.get(key);
-    if (!eps) {
-      const { service, port } = target;
-      const selector = Object.entries(service.selector);
-      if (service.endpoints) {
-        eps = service.endpoints
-          .filter((e) => e.ready)
-          .map((e) => {
-            const pod = this.#podsByIP.get(e.ip) ?? addressOnly(e.ip, e.pod, service.namespace);
-            return { key: `${e.ip}:${port.targetPort}`, ip: e.ip, port: port.targetPort, pod };
-          });
-      } else {
-        eps =
-          selector.length === 0
-            ? []
-            : this.pods
-                .filter((p) => p.ready && p.namespace === service.namespace && selector.every(([k, v]) => p.labels[k] === v))
-                .map((pod) => ({ key: `${pod.ip}:${port.targetPort}`, ip: pod.ip, port: port.targetPort, pod }));
-      }
-      this.#endpoints.set(key, eps);
+    const { service, port } = target;
+    const selector = Object.entries(service.selector);
+    let eps: readonly Endpoint[];
+    if (service.endpoints) {
+      eps = service.endpoints
+        .filter((e) => e.ready)
+        .map((e) => {
+          const pod = this.#podsByIP.get(e.ip) ?? addressOnly(e.ip, e.pod, service.namespace);
+          return { key: `${e.ip}:${port.targetPort}`, ip: e.ip, port: port.targetPort, pod };
+        });
+    } else {
+      eps =
+        selector.length === 0
+          ? []
+          : this.pods
+              .filter((p) => p.ready && p.namespace === service.namespace && selector.every(([k, v]) => p.labels[k] === v))
+              .map((pod) => ({ key: `${pod.ip}:${port.targetPort}`, ip: pod.ip, port: port.targetPort, pod }));
     }
     this.#endpointsOf.set(target.port, eps);
     return eps;

@@ -27,9 +27,14 @@ export interface Destination {
   readonly identity?: { readonly namespace: string; readonly serviceAccount: string } | undefined;
 }
 
+/** Each destination object's pool key, made once (destinations are not changed once made). */
+const keys = new WeakMap<Destination, string>();
+
 /** One pool per destination: a meshed endpoint's also by whose sidecar it must be. */
 export function poolKey(dest: Destination): string {
-  return dest.meshed ? `m:${dest.identity?.namespace}/${dest.identity?.serviceAccount}@${dest.ip}:${dest.port}` : `p:${dest.ip}:${dest.port}`;
+  let key = keys.get(dest);
+  if (key === undefined) keys.set(dest, (key = dest.meshed ? `m:${dest.identity?.namespace}/${dest.identity?.serviceAccount}@${dest.ip}:${dest.port}` : `p:${dest.ip}:${dest.port}`));
+  return key;
 }
 
 type EndpointLike = { readonly ip: string; readonly port: number; readonly pod: { readonly meshed: boolean; readonly namespace: string; readonly serviceAccount: string } };
